@@ -1,0 +1,5 @@
+"""`python -m lab_controller.cli` = `labctl`."""
+
+from lab_controller.cli import main
+
+main()
