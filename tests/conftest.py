@@ -17,7 +17,6 @@ import pytest
 
 from telemetry.cluster import ClusterError, ManagedCluster, server_versions
 
-
 _SEEN: dict[str, str] = {}
 
 

@@ -35,7 +35,7 @@ def test_reopen_keeps_records_and_continues_ids(tmp_path: Path) -> None:
 
 def test_consume_deletes_sealed_segments_and_survives_restart(tmp_path: Path) -> None:
     with Spool(tmp_path, segment_bytes=1000) as spool:
-        for i in range(50):
+        for _ in range(50):
             spool.append(b"x" * 100)
         spool.sync()
         segments_before = len(list(tmp_path.glob("seg-*.log")))
@@ -62,7 +62,7 @@ def test_ids_continue_after_everything_consumed_and_deleted(tmp_path: Path) -> N
 
 def test_torn_tail_is_truncated_and_counted(tmp_path: Path) -> None:
     with Spool(tmp_path) as spool:
-        for i in range(5):
+        for _ in range(5):
             spool.append(b"p" * 30)
     seg = sorted(tmp_path.glob("seg-*.log"))[-1]
     with seg.open("ab") as f:
@@ -98,9 +98,8 @@ def test_size_limit_raises_full_and_keeps_earlier_records(tmp_path: Path) -> Non
 
 
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
-    with Spool(tmp_path) as spool:
-        with pytest.raises(ValueError, match="kind"):
-            spool.append(b"x", kind=70000)
+    with Spool(tmp_path) as spool, pytest.raises(ValueError, match="kind"):
+        spool.append(b"x", kind=70000)
 
 
 def test_synced_records_survive_kill_9(tmp_path: Path) -> None:
