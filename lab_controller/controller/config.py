@@ -1,0 +1,77 @@
+"""Controller tunables in one place, with where each default comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lab_controller import protocol as P
+from lab_controller.settings import LabSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    """Everything the controller process needs besides its sink and observers."""
+
+    control_endpoint: str = "tcp://127.0.0.1:5555"
+    data_endpoint: str = "tcp://127.0.0.1:5556"
+    api_endpoint: str = "tcp://127.0.0.1:5557"
+    # Data socket pattern (docs/protocol.md): rigs PUSH, the controller PULLs (fair-queued,
+    # blocking at the HWM, never dropping); "router" accepts DEALER rigs on the same endpoint.
+    data_socket: Literal["pull", "router"] = "pull"
+    site_id: str = "site-01"
+    # Application heartbeats (architecture.md: ~1 s, dead after 3 missed).
+    heartbeat_interval_s: float = P.DEFAULT_HEARTBEAT_INTERVAL_S
+    heartbeat_liveness: int = P.HEARTBEAT_MISSES_DEAD
+    # ZMTP heartbeats catch a frozen peer / half-open TCP (performance.md "Lessons").
+    zmtp_heartbeat_ivl_ms: int = P.ZMTP_HEARTBEAT_IVL_MS
+    zmtp_heartbeat_timeout_ms: int = P.ZMTP_HEARTBEAT_TIMEOUT_MS
+    # An interrupted session resumes if its rig returns within this grace period.
+    interrupted_grace_s: float = 30.0
+    # A command (START/STOP/ABORT) not acknowledged within this is failed with reason timeout.
+    command_timeout_s: float = 5.0
+    # Clock probes: a burst at registration (so a class launch soon after finds the offset
+    # known), then one probe per interval; the estimate keeps the best of the last 8 (LSL).
+    timesync_interval_s: float = 2.0
+    timesync_burst: int = 4
+    timesync_burst_spacing_s: float = 0.05
+    # Flow-control window announced in WELCOME (protocol defaults, justified there).
+    max_inflight_chunks: int = P.DEFAULT_MAX_INFLIGHT_CHUNKS
+    max_inflight_bytes: int = P.DEFAULT_MAX_INFLIGHT_BYTES
+    # Receive HWM of the data socket in messages: 1000 is ZeroMQ's default; the rigs' windows
+    # bound what is in flight anyway, the HWM only bounds what waits while we pause reading.
+    data_rcvhwm: int = 1000
+    # Messages drained per socket per poll round, so no socket starves the others.
+    drain_batch: int = 256
+    # Poll timeout when idle; the loop wakes earlier for sockets, the sink and the observers.
+    tick_s: float = 0.05
+    # Security: CurveZMQ when a secret key is configured; plain only on loopback by default.
+    curve_secret_key_file: Path | None = None
+    curve_allowed_keys_dir: Path | None = None
+    allow_plain_remote: bool = False
+    controller_id: str | None = None  # default: a fresh UUID per process
+    extra_endpoints: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def dead_after_s(self) -> float:
+        return self.heartbeat_interval_s * self.heartbeat_liveness
+
+    @classmethod
+    def from_settings(cls, settings: LabSettings, **overrides: object) -> ControllerConfig:
+        """Config from the lab settings (`LabSettings.controller`), with keyword overrides."""
+        c = settings.controller
+        values: dict[str, object] = {
+            "control_endpoint": c.control_endpoint,
+            "data_endpoint": c.data_endpoint,
+            "api_endpoint": c.api_endpoint,
+            "site_id": settings.site_id,
+            "heartbeat_interval_s": c.heartbeat_interval_s,
+            "heartbeat_liveness": c.heartbeat_liveness,
+            "interrupted_grace_s": c.interrupted_grace_s,
+            "allow_plain_remote": c.allow_plain_remote,
+            "curve_secret_key_file": c.curve_secret_key_file,
+            "curve_allowed_keys_dir": c.curve_allowed_keys_dir,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,937 @@
+"""The controller engine: one loop thread that owns the sockets and all controller state.
+
+Everything that changes state — rig registry, sessions, sequence bookkeeping, pending commands —
+runs on this one thread, so there are no locks around it. Two helpers run beside it and talk to
+it through thread-safe queues and a wake-up pipe: the durable sink's writer (group commit) and the
+observer runner (scoring, telemetry). See docs/controller.md for the behaviour in prose.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lab_controller import protocol as P
+from lab_controller.controller.badinput import BadInputCounter
+from lab_controller.controller.config import ControllerConfig
+from lab_controller.controller.launch import HealthCheck, health_check
+from lab_controller.controller.observers import ObserverRunner, SessionInfo, SessionObserver
+from lab_controller.controller.registry import RigRecord, RigRegistry
+from lab_controller.controller.security import ServerSecurity
+from lab_controller.controller.sequence import SessionSequence
+from lab_controller.controller.sessions import (
+    EventSink,
+    IllegalTransition,
+    Session,
+    SessionState,
+    SessionTable,
+)
+from lab_controller.controller.sinks import DurableSink, SinkBusy
+from lab_controller.controller.transport import ControllerSockets, Incoming
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+# Keep the last 10k cue latencies for p50/p99 (≈ a minute of cues from a full class).
+CUE_LATENCY_KEEP = 10_000
+# Clock probes unanswered after this long are forgotten (a rig that died mid-probe).
+PROBE_EXPIRY_S = 10.0
+
+
+@dataclass(slots=True)
+class CommandOutcome:
+    """How a command ended: acked, nacked (code), timed out, or failed fast (dead/busy)."""
+
+    ok: bool
+    code: str = ""
+    reason: str = ""
+    rig_time: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0  # monotonic time the outcome was known
+
+
+@dataclass(slots=True)
+class PendingCommand:
+    command_id: str
+    rig_id: str
+    session_id: str
+    kind: str  # start | stop | abort
+    sent_at: float
+    deadline: float
+    on_done: Callable[[CommandOutcome], None]
+
+
+@dataclass(slots=True)
+class _Eos:
+    last_seq: int
+    reason: P.EndReason
+
+
+@dataclass(slots=True)
+class _SessionExtra:
+    """Controller-side facts about a session beyond the state machine."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    duration_s: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    clock_offset_s: float | None = None  # offset in force when the session started
+    eos: _Eos | None = None
+    adopted: bool = False
+    ended_notified: bool = False
+
+
+class Controller:
+    """Lab controller: call `start()` (background thread) or `run()` (this thread)."""
+
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        sink: DurableSink,
+        *,
+        observers: Sequence[SessionObserver] = (),
+        event_sink: EventSink | None = None,
+        security: ServerSecurity | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.controller_id = cfg.controller_id or str(uuid.uuid4())
+        self.sink = sink
+        self.security = security
+        self.sessions = SessionTable(event_sink)
+        self.registry = RigRegistry(cfg.heartbeat_interval_s, cfg.heartbeat_liveness)
+        self.bad = BadInputCounter()
+        self.seq: dict[str, SessionSequence] = {}
+        self.extra: dict[str, _SessionExtra] = {}
+        self.runner = ObserverRunner(observers)
+        self.endpoints: dict[str, str] = {}
+        self.started_wall = time.time()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._sockets: ControllerSockets | None = None
+        self._commands: dict[str, PendingCommand] = {}
+        self._held: deque[P.SampleChunk] = deque()
+        self._acked: dict[str, int] = {}
+        self._probes: dict[int, tuple[str, float, float]] = {}  # id -> (rig, t0 wall, mono)
+        self._next_probe_id = 1
+        self._probe_due: dict[str, list[float]] = {}  # rig -> monotonic times of due probes
+        self._next_beat = 0.0
+        self._next_housekeeping = 0.0
+        self._cue_latency: deque[float] = deque(maxlen=CUE_LATENCY_KEEP)
+        self.cues_sent = 0
+        self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
+        self.loop_errors = 0
+        self.held_events = 0
+
+    # ─────────────────────────────────────────────────────────────────── lifecycle
+
+    def start(self, timeout: float = 10.0) -> dict[str, str]:
+        """Run the loop in a background thread; return the bound endpoints once listening."""
+        self._thread = threading.Thread(target=self.run, name="controller", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("controller did not start")
+        if self._start_error is not None:
+            raise self._start_error
+        return self.endpoints
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, drain observers, close the sink."""
+        self._stop.set()
+        if self._sockets is not None:
+            self._sockets.waker.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self) -> None:
+        """The loop (blocks until `stop()`); sockets live and die on this thread."""
+        try:
+            self._sockets = ControllerSockets(self.cfg, self.security)
+        except BaseException as exc:
+            self._start_error = exc
+            self._ready.set()
+            raise
+        self.endpoints = dict(self._sockets.endpoints)
+        wake = self._sockets.waker.wake
+        self.runner.set_wake(wake)
+        setter = getattr(self.sink, "set_listener", None)
+        if callable(setter):
+            setter(wake)
+        self._ready.set()
+        log.info("controller %s listening: %s", self.controller_id, self.endpoints)
+        try:
+            while not self._stop.is_set():
+                self._loop_once()
+        finally:
+            self.runner.close()
+            self._sockets.close()
+            self._sockets = None
+
+    @property
+    def sockets(self) -> ControllerSockets:
+        assert self._sockets is not None  # only called on the loop thread after binding
+        return self._sockets
+
+    def _loop_once(self) -> None:
+        read_data = not self._held and self.runner.has_room()
+        timeout = self.cfg.tick_s if read_data else min(self.cfg.tick_s, 0.005)
+        try:
+            incoming = self.sockets.poll(timeout, read_data)
+        except Exception:
+            self.loop_errors += 1
+            log.exception("poll failed")
+            time.sleep(0.01)
+            return
+        for inc in incoming:
+            try:
+                if inc.source == "control":
+                    self._on_control(inc)
+                elif inc.source == "data":
+                    self._on_data(inc)
+                elif inc.source == "api":
+                    self._on_api(inc)
+            except Exception as exc:  # never let one message take the controller down
+                self.loop_errors += 1
+                self.bad.record("internal", f"{type(exc).__name__}: {exc}")
+                log.exception("error handling a %s message", inc.source)
+        try:
+            self._after_io()
+        except Exception:
+            self.loop_errors += 1
+            log.exception("housekeeping failed")
+
+    def _after_io(self) -> None:
+        if self._held:
+            self._retry_held()
+        self._send_acks()
+        self._send_cues()
+        now = time.monotonic()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + min(0.05, self.cfg.heartbeat_interval_s / 10)
+            self._expire_rigs()
+            self._expire_commands(now)
+            self._expire_grace()
+            self._send_probes(now)
+            if now >= self._next_beat:
+                self._next_beat = now + self.cfg.heartbeat_interval_s
+                self._send_heartbeats()
+
+    # ─────────────────────────────────────────────────────────────────── sending helpers
+
+    def _send_rig(self, rec: RigRecord, msg: P.ControllerToRig) -> bool:
+        if not rec.alive:
+            return False
+        return self.sockets.send_control(rec.identity, P.encode_control(msg))
+
+    def _send_error(self, identity: bytes, kind: P.ErrorKind, detail: str, ref_type: str = "",
+                    command_id: str | None = None) -> None:
+        msg = P.Error(code=kind, detail=detail[:4000], ref_type=ref_type[:256],
+                      command_id=command_id)
+        self.sockets.send_control(identity, P.encode_control(msg))
+
+    # ─────────────────────────────────────────────────────────────────── control link
+
+    def _on_control(self, inc: Incoming) -> None:
+        identity = inc.envelope[0] if inc.envelope else b""
+        if inc.truncated:
+            self.bad.record("malformed", "too many frames", peer=identity.hex())
+            self._send_error(identity, P.ErrorKind.MALFORMED, "a message has 2 frames")
+            return
+        try:
+            msg = P.decode_control(inc.frames)
+        except P.ProtocolError as exc:
+            ref = P.peek_type(inc.frames[1]) if len(inc.frames) == 2 else ""
+            self.bad.record(exc.kind.value, exc.detail, peer=identity.hex())
+            self._send_error(identity, exc.kind, exc.detail, ref)
+            return
+        if isinstance(msg, P.Hello):
+            self._on_hello(identity, msg, inc.user_id)
+            return
+        rec = self.registry.by_identity(identity)
+        if rec is None:
+            self.bad.record("unknown_rig", f"{msg.type} before HELLO", peer=identity.hex())
+            self._send_error(identity, P.ErrorKind.UNKNOWN_RIG,
+                             "not registered (controller restarted?): send HELLO", msg.type,
+                             getattr(msg, "command_id", None))
+            return
+        self.registry.touch(rec)
+        if isinstance(msg, P.Heartbeat):
+            self._on_heartbeat(rec, msg)
+        elif isinstance(msg, P.Ack | P.Nack):
+            self._on_command_reply(rec, msg)
+        elif isinstance(msg, P.TimeSyncReply):
+            self._on_time_sync_reply(rec, msg)
+        elif isinstance(msg, P.Status):
+            self._on_status(rec, msg)
+        elif isinstance(msg, P.EndOfStream):
+            self._on_end_of_stream(rec, msg)
+        elif isinstance(msg, P.Error):
+            self.bad.record("peer_error", f"{msg.code}: {msg.detail}", peer=rec.rig_id)
+            if msg.command_id and msg.command_id in self._commands:
+                self._finish_command(msg.command_id, CommandOutcome(
+                    False, msg.code.value, msg.detail, at=time.monotonic()))
+        else:
+            self.bad.record("unexpected_type", msg.type, peer=rec.rig_id)
+            self._send_error(identity, P.ErrorKind.UNKNOWN_TYPE,
+                             f"{msg.type} is not sent by rigs", msg.type)
+
+    def _on_hello(self, identity: bytes, hello: P.Hello, user_id: str | None) -> None:
+        if self.security is not None and user_id != hello.rig_id:
+            self.bad.record("not_allowed", f"key of {user_id!r} used for {hello.rig_id!r}")
+            self._reject(identity, P.NackCode.NOT_ALLOWED,
+                         f"this key belongs to {user_id!r}, not {hello.rig_id!r}")
+            return
+        try:
+            layout = P.layout_from_hello(hello)
+        except P.ProtocolError as exc:
+            self.bad.record(exc.kind.value, exc.detail, peer=hello.rig_id)
+            self._reject(identity, P.NackCode.UNSUPPORTED, exc.detail)
+            return
+        old = self.registry.get(hello.rig_id)
+        if old is not None and old.alive and old.identity != identity:
+            log.info("rig %s re-registered on a new connection; the old one is forgotten",
+                     hello.rig_id)
+        rec, known = self.registry.register(hello, layout, identity, time.time())
+        resume: list[P.ResumeEntry] = []
+        active_ok = True
+        durable = self.sink.durable()
+        session_ids: list[str] = []
+        if hello.active_session is not None:
+            session_ids.append(hello.active_session.session_id)
+        session_ids += [b.session_id for b in hello.backlog if b.session_id not in session_ids]
+        for sid in session_ids:
+            session = self.sessions.get(sid)
+            active = hello.active_session if (
+                hello.active_session and hello.active_session.session_id == sid) else None
+            if session is None:
+                session = self._adopt(rec, sid, active)
+            elif session.rig_id != rec.rig_id:
+                self.bad.record("wrong_rig", f"session {sid} belongs to {session.rig_id}",
+                                peer=rec.rig_id)
+                resume.append(P.ResumeEntry(session_id=sid, durable_seq=-1, resume=False))
+                continue
+            elif session.state is S.INTERRUPTED:
+                back = session.resume_state or S.RUNNING
+                if active is not None and active.state is P.RigState.STOPPING:
+                    back = S.STOPPING
+                self.sessions.move(session, back, "rig reconnected within the grace period")
+            if active is not None and not session.active:
+                active_ok = False  # we ended it (aborted/failed): the rig stops and flushes
+            resume.append(P.ResumeEntry(session_id=sid, durable_seq=durable.get(sid, -1)))
+        welcome = P.Welcome(
+            rig_id=rec.rig_id,
+            rig_handle=rec.handle,
+            controller_id=self.controller_id,
+            server_time=time.time(),
+            heartbeat_interval_s=self.cfg.heartbeat_interval_s,
+            max_inflight_chunks=self.cfg.max_inflight_chunks,
+            max_inflight_bytes=self.cfg.max_inflight_bytes,
+            data_endpoint=self.endpoints.get("data"),
+            resume=resume,
+            active_session_ok=active_ok,
+        )
+        self.sockets.send_control(identity, P.encode_control(welcome))
+        for entry in resume:
+            self._acked[entry.session_id] = entry.durable_seq
+        now = time.monotonic()
+        self._probe_due[rec.rig_id] = [
+            now + i * self.cfg.timesync_burst_spacing_s for i in range(self.cfg.timesync_burst)
+        ]
+        log.info("rig %s %s (handle %d, %d trackers, %s sessions to resume)", rec.rig_id,
+                 "re-registered" if known else "registered", rec.handle,
+                 len(hello.trackers), len(resume))
+
+    def _reject(self, identity: bytes, code: P.NackCode, reason: str) -> None:
+        msg = P.Reject(code=code, reason=reason[:4000])
+        self.sockets.send_control(identity, P.encode_control(msg))
+
+    def _adopt(self, rec: RigRecord, sid: str, active: P.ActiveSession | None) -> Session:
+        """A session this controller does not know (it restarted): take it over from the rig."""
+        session = Session(
+            session_id=sid, rig_id=rec.rig_id,
+            exercise=active.exercise_id if active else "",
+            trainee="",
+        )
+        self.sessions.create(session, "adopted from the rig after a controller restart")
+        self._new_session_state(session, adopted=True)
+        target = S.STOPPING
+        if active is not None and active.state is P.RigState.RUNNING:
+            target = S.RUNNING
+        self.sessions.move(session, target, "adopted")
+        self.runner.start(self._session_info(session, rec, resumed=True))
+        return session
+
+    def _new_session_state(self, session: Session, adopted: bool = False,
+                           params: dict[str, Any] | None = None,
+                           duration_s: float | None = None) -> None:
+        sid = session.session_id
+        seqs = SessionSequence()
+        d = self.sink.durable().get(sid, -1)
+        if d >= 0:
+            seqs.received.add(0, d + 1)  # stored before a restart: resends are duplicates
+            seqs.durable_upto = d
+        self.seq[sid] = seqs
+        self.extra[sid] = _SessionExtra(params=dict(params or {}), duration_s=duration_s,
+                                        adopted=adopted)
+
+    def _on_heartbeat(self, rec: RigRecord, hb: P.Heartbeat) -> None:
+        if hb.state is not None:
+            rec.state = hb.state
+        rec.session_id = hb.session_id
+        rec.next_seq = hb.next_seq
+        rec.backlog_chunks = hb.backlog_chunks
+        rec.backlog_bytes = hb.backlog_bytes
+        if hb.trackers_valid is not None:
+            rec.trackers_valid = list(hb.trackers_valid)
+        rec.last_heartbeat_wall = time.time()
+        if hb.state is P.RigState.RUNNING and hb.session_id:
+            self._mark_running(hb.session_id, rec, "rig reports running")
+
+    def _on_status(self, rec: RigRecord, st: P.Status) -> None:
+        rec.state = st.state
+        rec.session_id = st.session_id
+        rec.next_seq = st.next_seq
+        rec.backlog_chunks = st.backlog_chunks
+        rec.backlog_bytes = st.backlog_bytes
+        if st.state is P.RigState.RUNNING and st.session_id:
+            self._mark_running(st.session_id, rec, "rig reports running")
+
+    def _mark_running(self, sid: str, rec: RigRecord, reason: str) -> None:
+        session = self.sessions.get(sid)
+        if session is None or session.rig_id != rec.rig_id:
+            return
+        if session.state in (S.ASSIGNED, S.ARMED):
+            self.sessions.move(session, S.RUNNING, reason)
+            ex = self.extra.get(sid)
+            if ex is not None and ex.started_at is None:
+                ex.started_at = time.time()
+
+    # ─────────────────────────────────────────────────────────────────── commands
+
+    def _send_command(self, rec: RigRecord, msg: P.Start | P.Stop | P.Abort,
+                      on_done: Callable[[CommandOutcome], None]) -> None:
+        now = time.monotonic()
+        if not rec.alive:
+            on_done(CommandOutcome(False, P.NackCode.DEAD.value,
+                                   f"rig {rec.rig_id} is not alive", at=now))
+            return
+        self._commands[msg.command_id] = PendingCommand(
+            msg.command_id, rec.rig_id, msg.session_id, msg.type, now,
+            now + self.cfg.command_timeout_s, on_done)
+        if not self._send_rig(rec, msg):
+            self._finish_command(msg.command_id, CommandOutcome(
+                False, P.NackCode.DEAD.value, f"rig {rec.rig_id} is unreachable", at=now))
+
+    def _finish_command(self, command_id: str, outcome: CommandOutcome) -> None:
+        cmd = self._commands.pop(command_id, None)
+        if cmd is None:
+            return
+        try:
+            cmd.on_done(outcome)
+        except Exception:
+            self.loop_errors += 1
+            log.exception("command completion for %s failed", cmd.kind)
+
+    def _on_command_reply(self, rec: RigRecord, msg: P.Ack | P.Nack) -> None:
+        cmd = self._commands.get(msg.command_id)
+        if cmd is None:
+            return  # late answer to a timed-out command, or a repeat: nothing waits for it
+        if cmd.rig_id != rec.rig_id:
+            self.bad.record("wrong_rig", f"answer to {cmd.kind} of {cmd.rig_id}", peer=rec.rig_id)
+            return
+        now = time.monotonic()
+        if isinstance(msg, P.Ack):
+            outcome = CommandOutcome(True, rig_time=msg.rig_time, detail=dict(msg.detail), at=now)
+        else:
+            outcome = CommandOutcome(False, msg.code.value, msg.reason, at=now)
+        self._finish_command(msg.command_id, outcome)
+
+    def _expire_commands(self, now: float) -> None:
+        for cid, cmd in list(self._commands.items()):
+            if now >= cmd.deadline:
+                self._finish_command(cid, CommandOutcome(
+                    False, P.NackCode.TIMEOUT.value,
+                    f"{cmd.kind} not answered by {cmd.rig_id} within "
+                    f"{self.cfg.command_timeout_s:g} s", at=now))
+
+    # ─────────────────────────────────────────────────────────────────── sessions
+
+    def busy_reason(self, rec: RigRecord) -> str | None:
+        """Why `rec` cannot start a session now (None when it can)."""
+        if not rec.alive:
+            return "dead"
+        s = self.sessions.active_for_rig(rec.rig_id)
+        if s is not None:
+            return f"busy with session {s.session_id} ({s.state.value})"
+        if rec.state is not P.RigState.IDLE:
+            return f"busy (rig reports {rec.state.value})"
+        return None
+
+    def start_session(
+        self,
+        rig_id: str,
+        exercise_id: str,
+        trainee: str,
+        *,
+        rubric_version: str = "",
+        duration_s: float | None = None,
+        params: dict[str, Any] | None = None,
+        class_id: str | None = None,
+        on_done: Callable[[Session, CommandOutcome], None],
+    ) -> Session | None:
+        """Create a session and send START (loop thread only). Fails fast for dead/busy rigs."""
+        now = time.monotonic()
+        rec = self.registry.get(rig_id)
+        if rec is None:
+            on_done_none = CommandOutcome(False, "not_found", f"unknown rig {rig_id}", at=now)
+            on_done(_phantom(rig_id), on_done_none)
+            return None
+        busy = self.busy_reason(rec)
+        if busy is not None:
+            code = P.NackCode.DEAD.value if busy == "dead" else P.NackCode.BUSY.value
+            reason = f"rig {rig_id} is not alive" if busy == "dead" else f"rig {rig_id} is {busy}"
+            on_done(_phantom(rig_id), CommandOutcome(False, code, reason, at=now))
+            return None
+        session = Session(session_id=str(uuid.uuid4()), rig_id=rig_id, exercise=exercise_id,
+                          trainee=trainee, rubric_version=rubric_version, class_id=class_id)
+        self.sessions.create(session, "assigned")
+        self._new_session_state(session, params=params, duration_s=duration_s)
+        ex = self.extra[session.session_id]
+        ex.clock_offset_s = rec.clock.offset
+        self.runner.start(self._session_info(session, rec))
+        msg = P.Start(
+            command_id=str(uuid.uuid4()), session_id=session.session_id,
+            exercise_id=exercise_id, trainee=trainee, rubric_version=rubric_version,
+            duration_s=duration_s, params=dict(params or {}),
+            scene=dict((params or {}).get("scene", {})),
+        )
+
+        def done(outcome: CommandOutcome) -> None:
+            if outcome.ok:
+                if session.state is S.ASSIGNED:
+                    self.sessions.move(session, S.ARMED, "rig accepted START")
+            elif session.state in (S.ASSIGNED, S.INTERRUPTED):
+                self.sessions.move(session, S.FAILED, f"START {outcome.code}: {outcome.reason}")
+                self._session_ended(session)
+            on_done(session, outcome)
+
+        self._send_command(rec, msg, done)
+        return session
+
+    def stop_session(self, sid: str, reason: str, abort: bool,
+                     on_done: Callable[[Session | None, CommandOutcome], None]) -> None:
+        """STOP (normal end) or ABORT a session (loop thread only)."""
+        now = time.monotonic()
+        session = self.sessions.get(sid)
+        if session is None:
+            on_done(None, CommandOutcome(False, "unknown_session", f"unknown session {sid}",
+                                         at=now))
+            return
+        if not session.active:
+            if abort or session.state is S.FINISHED:
+                on_done(session, CommandOutcome(True, reason="already ended", at=now))
+            else:
+                on_done(session, CommandOutcome(False, "bad_state",
+                                                f"session already {session.state.value}", at=now))
+            return
+        rec = self.registry.get(session.rig_id)
+        rig_gone = rec is None or not rec.alive or session.state is S.INTERRUPTED
+        if rig_gone:
+            if abort:
+                self.sessions.move(session, S.ABORTED, reason or "aborted while rig unreachable")
+                self._session_ended(session)
+                on_done(session, CommandOutcome(True, reason="rig unreachable; aborted here",
+                                                at=now))
+            else:
+                on_done(session, CommandOutcome(False, P.NackCode.DEAD.value,
+                                                f"rig {session.rig_id} is not alive; use abort",
+                                                at=now))
+            return
+        assert rec is not None
+        cls = P.Abort if abort else P.Stop
+        msg = cls(command_id=str(uuid.uuid4()), session_id=sid, reason=reason)
+
+        def done(outcome: CommandOutcome) -> None:
+            if abort:
+                if session.active:
+                    why = reason or "aborted by instructor"
+                    if not outcome.ok:
+                        why += f" (rig did not confirm: {outcome.code})"
+                    self.sessions.move(session, S.ABORTED, why)
+                    self._session_ended(session)
+                on_done(session, CommandOutcome(True, outcome.code, outcome.reason,
+                                                outcome.rig_time, at=outcome.at))
+                return
+            if outcome.ok and session.state in (S.ASSIGNED, S.ARMED, S.RUNNING):
+                self.sessions.move(session, S.STOPPING, reason or "stopped by instructor")
+                self._check_eos(session)
+            on_done(session, outcome)
+
+        self._send_command(rec, msg, done)
+
+    def _session_ended(self, session: Session) -> None:
+        ex = self.extra.get(session.session_id)
+        if ex is not None:
+            if ex.ended_at is None:
+                ex.ended_at = time.time()
+            if ex.ended_notified:
+                return
+            ex.ended_notified = True
+        self.runner.end(session.session_id, session.state.value)
+
+    def _on_end_of_stream(self, rec: RigRecord, eos: P.EndOfStream) -> None:
+        session = self.sessions.get(eos.session_id)
+        if session is None or session.rig_id != rec.rig_id:
+            kind = "unknown_session" if session is None else "wrong_rig"
+            self.bad.record(kind, f"end_of_stream for {eos.session_id}", peer=rec.rig_id)
+            self._send_error(rec.identity, P.ErrorKind(kind), f"session {eos.session_id}",
+                             eos.type)
+            return
+        ex = self.extra[session.session_id]
+        ex.eos = _Eos(eos.last_seq, eos.reason)
+        if session.state in (S.ASSIGNED, S.ARMED, S.RUNNING, S.INTERRUPTED):
+            self.sessions.try_move(session, S.STOPPING, f"end of stream ({eos.reason.value})")
+        self._check_eos(session)
+
+    def _check_eos(self, session: Session) -> None:
+        """Finish a session whose END_OF_STREAM is in and whose samples are all durable."""
+        ex = self.extra.get(session.session_id)
+        if ex is None or ex.eos is None:
+            return
+        sid = session.session_id
+        durable = self.seq[sid].durable_upto
+        if durable < ex.eos.last_seq:
+            return
+        rec = self.registry.get(session.rig_id)
+        if rec is not None:
+            self._send_rig(rec, P.EndOfStreamAck(session_id=sid, durable_seq=ex.eos.last_seq))
+        if session.active:
+            final = {
+                P.EndReason.STOPPED: S.FINISHED,
+                P.EndReason.FINISHED: S.FINISHED,
+                P.EndReason.ABORTED: S.ABORTED,
+                P.EndReason.ERROR: S.FAILED,
+            }[ex.eos.reason]
+            if session.state is S.INTERRUPTED:
+                self.sessions.move(session, S.STOPPING, "rig reconnected")
+            self.sessions.move(session, final,
+                               f"all {ex.eos.last_seq + 1} samples durable ({ex.eos.reason.value})")
+        self._session_ended(session)
+
+    def _session_info(self, session: Session, rec: RigRecord, resumed: bool = False
+                      ) -> SessionInfo:
+        ex = self.extra.get(session.session_id)
+        return SessionInfo(
+            session_id=session.session_id, rig_id=rec.rig_id, exercise_id=session.exercise,
+            trainee=session.trainee, rubric_version=session.rubric_version,
+            trackers=rec.layout.trackers, roles=rec.layout.roles, analog=rec.layout.analog,
+            rate_hz=rec.hello.rate_hz, clock_offset_s=rec.clock.offset, resumed=resumed,
+            params=dict(ex.params) if ex else {},
+        )
+
+    # ─────────────────────────────────────────────────────────────────── liveness
+
+    def _expire_rigs(self) -> None:
+        for rec in self.registry.expire():
+            silent = time.monotonic() - rec.last_seen
+            self.dead_detections.append({"rig_id": rec.rig_id, "silent_s": round(silent, 3),
+                                         "at": time.time()})
+            log.warning("rig %s dead: silent for %.2f s", rec.rig_id, silent)
+            for cid, cmd in list(self._commands.items()):
+                if cmd.rig_id == rec.rig_id:
+                    self._finish_command(cid, CommandOutcome(
+                        False, P.NackCode.DEAD.value, f"rig {rec.rig_id} died", at=time.monotonic()))
+            session = self.sessions.active_for_rig(rec.rig_id)
+            if session is not None and session.state is not S.INTERRUPTED:
+                self.sessions.move(session, S.INTERRUPTED, f"rig silent for {silent:.1f} s")
+            self._probe_due.pop(rec.rig_id, None)
+
+    def _expire_grace(self) -> None:
+        now = time.time()
+        for session in self.sessions.all():
+            if (session.state is S.INTERRUPTED and session.interrupted_at is not None
+                    and now - session.interrupted_at > self.cfg.interrupted_grace_s):
+                self.sessions.move(session, S.FAILED, f"rig did not return within "
+                                   f"{self.cfg.interrupted_grace_s:g} s")
+                self._session_ended(session)
+
+    def _send_heartbeats(self) -> None:
+        beat = P.encode_control(P.Heartbeat(sender_time=time.time(),
+                                            controller_id=self.controller_id))
+        for rec in self.registry.alive():
+            self.sockets.send_control(rec.identity, beat)
+            # Re-send the current cumulative DATA_ACK: a lost ack must not stall a rig's window.
+            session = self.sessions.active_for_rig(rec.rig_id)
+            if session is not None:
+                d = self.seq[session.session_id].durable_upto
+                if d >= 0:
+                    self._send_rig(rec, self._data_ack(session.session_id))
+
+    # ─────────────────────────────────────────────────────────────────── clock
+
+    def _send_probes(self, now: float) -> None:
+        for rec in self.registry.alive():
+            due = self._probe_due.setdefault(rec.rig_id, [now])
+            if not due or due[0] > now:
+                continue
+            due.pop(0)
+            if not due:
+                due.append(now + self.cfg.timesync_interval_s)
+            pid = self._next_probe_id
+            self._next_probe_id += 1
+            t0 = time.time()
+            self._probes[pid] = (rec.rig_id, t0, now)
+            self._send_rig(rec, P.TimeSync(probe_id=pid, t0=t0))
+        if len(self._probes) > 4 * max(1, len(self.registry)):
+            cutoff = now - PROBE_EXPIRY_S
+            self._probes = {k: v for k, v in self._probes.items() if v[2] >= cutoff}
+
+    def _on_time_sync_reply(self, rec: RigRecord, r: P.TimeSyncReply) -> None:
+        t3 = time.time()
+        probe = self._probes.pop(r.probe_id, None)
+        if probe is None or probe[0] != rec.rig_id:
+            self.bad.record("stale_probe", f"probe {r.probe_id}", peer=rec.rig_id)
+            return
+        rec.clock.add(probe[1], r.t1, r.t2, t3)
+
+    # ─────────────────────────────────────────────────────────────────── data link
+
+    def _on_data(self, inc: Incoming) -> None:
+        now = time.monotonic()
+        if inc.truncated or len(inc.frames) != 2:
+            self.bad.record("malformed", f"{len(inc.frames)} frames on the data link")
+            return
+        try:
+            header = P.parse_chunk_header(inc.frames[0])
+        except P.ProtocolError as exc:
+            self.bad.record(exc.kind.value, exc.detail)
+            return
+        rec = self.registry.by_handle(header.rig_handle)
+        if rec is None:
+            self.bad.record("unknown_rig", f"chunk with handle {header.rig_handle}")
+            return
+        sid = str(header.session_id)
+        try:
+            chunk = P.decode_chunk(inc.frames, rec.layout, header)
+        except P.ProtocolError as exc:
+            self.bad.record(exc.kind.value, exc.detail, peer=rec.rig_id)
+            self._data_nack(rec, header, exc.kind, exc.detail)
+            return
+        session = self.sessions.get(sid)
+        if session is None or session.rig_id != rec.rig_id:
+            kind = P.ErrorKind.UNKNOWN_SESSION if session is None else P.ErrorKind.WRONG_RIG
+            self.bad.record(kind.value, f"chunk for session {sid}", peer=rec.rig_id)
+            self._data_nack(rec, header, kind, f"session {sid}")
+            return
+        seqs = self.seq[sid]
+        adm = seqs.admit(header.first_seq, header.count)
+        if adm.opened_gap:
+            log.info("session %s: gap before seq %d (have up to %d)", sid, adm.keep[0][0],
+                     seqs.received_upto)
+        if not adm.keep:
+            if header.last_seq <= seqs.durable_upto:
+                self._acked[sid] = -2  # force a fresh DATA_ACK: the rig resent acked data
+            return
+        parts: list[P.SampleChunk]
+        if len(adm.keep) == 1 and adm.keep[0] == (header.first_seq, header.first_seq + header.count):
+            parts = [chunk]
+        else:
+            parts = [_slice(chunk, s, e) for s, e in adm.keep]
+        kept = sum(p.count for p in parts)
+        rec.note_samples(now, kept)
+        if session.state in (S.ASSIGNED, S.ARMED):
+            self._mark_running(sid, rec, "first samples arrived")
+        for part in parts:
+            if self._held:
+                self._held.append(part)
+                continue
+            try:
+                self.sink.submit(part)
+            except SinkBusy:
+                self.held_events += 1
+                self._held.append(part)
+        for part in parts:
+            self.runner.chunk(sid, part, now)
+
+    def _retry_held(self) -> None:
+        while self._held:
+            try:
+                self.sink.submit(self._held[0])
+            except SinkBusy:
+                return
+            self._held.popleft()
+
+    def _data_nack(self, rec: RigRecord, h: P.ChunkHeader, kind: P.ErrorKind, reason: str) -> None:
+        self._send_rig(rec, P.DataNack(session_id=str(h.session_id), first_seq=h.first_seq,
+                                       count=h.count, code=kind, reason=reason[:4000]))
+
+    def _data_ack(self, sid: str) -> P.DataAck:
+        seqs = self.seq[sid]
+        top = seqs.received.ranges[-1][1] - 1 if seqs.received.ranges else -1
+        return P.DataAck(session_id=sid, durable_seq=seqs.durable_upto, received_seq=top)
+
+    def _send_acks(self) -> None:
+        durable = self.sink.durable()
+        for sid, d in durable.items():
+            seqs = self.seq.get(sid)
+            if seqs is None:
+                continue
+            if d > seqs.durable_upto:
+                seqs.durable_upto = d
+            if self._acked.get(sid, -1) == seqs.durable_upto:
+                continue
+            session = self.sessions.get(sid)
+            if session is None:
+                continue
+            rec = self.registry.get(session.rig_id)
+            if rec is not None and rec.alive:
+                self._send_rig(rec, self._data_ack(sid))
+            self._acked[sid] = seqs.durable_upto
+            ex = self.extra.get(sid)
+            if ex is not None and ex.eos is not None:
+                self._check_eos(session)
+
+    def _send_cues(self) -> None:
+        while True:
+            try:
+                sid, cue, received_at = self.runner.cues.get_nowait()
+            except Exception:
+                return
+            session = self.sessions.get(sid)
+            if session is None:
+                continue
+            rec = self.registry.get(session.rig_id)
+            if rec is None or not rec.alive:
+                continue
+            cue = cue.model_copy(update={"session_id": sid, "controller_time": time.time()})
+            if self._send_rig(rec, cue):
+                self.cues_sent += 1
+                self._cue_latency.append(time.monotonic() - received_at)
+
+    # ─────────────────────────────────────────────────────────────────── API
+
+    def _on_api(self, inc: Incoming) -> None:
+        from lab_controller.controller.api import handle_api
+
+        handle_api(self, inc)
+
+    def api_reply(self, envelope: list[bytes], reply: P.ApiReply | P.Error) -> None:
+        self.sockets.send_api(envelope, P.encode_control(reply))
+
+    # ─────────────────────────────────────────────────────────────────── views
+
+    def session_row(self, session: Session, events: bool = False) -> dict[str, Any]:
+        """The API's session row (docs/protocol.md §16)."""
+        sid = session.session_id
+        seqs = self.seq.get(sid)
+        ex = self.extra.get(sid)
+        row: dict[str, Any] = {
+            "session_id": sid,
+            "rig_id": session.rig_id,
+            "trainee": session.trainee,
+            "exercise_id": session.exercise,
+            "rubric_version": session.rubric_version,
+            "class_id": session.class_id,
+            "state": session.state.value,
+            "reason": session.reason,
+            "created_at": session.created_at,
+            "updated_at": session.updated_at,
+            "started_at": ex.started_at if ex else None,
+            "ended_at": ex.ended_at if ex else None,
+            "adopted": ex.adopted if ex else False,
+            "clock_offset_s": ex.clock_offset_s if ex else None,
+            "samples": seqs.samples if seqs else 0,
+            "durable_seq": seqs.durable_upto if seqs else -1,
+            "received_seq": seqs.received_upto if seqs else -1,
+            "gaps": seqs.gaps_detected if seqs else 0,
+            "open_gaps": [list(g) for g in seqs.open_gaps] if seqs else [],
+            "duplicates": seqs.duplicate_samples if seqs else 0,
+            "duplicate_chunks": seqs.duplicate_chunks if seqs else 0,
+            "end_of_stream": (
+                {"last_seq": ex.eos.last_seq, "reason": ex.eos.reason.value}
+                if ex and ex.eos else None
+            ),
+        }
+        if events:
+            row["events"] = [
+                {"from": e.from_state.value if e.from_state else None, "to": e.to_state.value,
+                 "at": e.at, "reason": e.reason}
+                for e in session.history
+            ]
+        return row
+
+    def rig_row(self, rec: RigRecord) -> dict[str, Any]:
+        """The API's rig row (docs/protocol.md §16) plus counters."""
+        row = rec.to_dict(time.monotonic(), time.time())
+        session = self.sessions.active_for_rig(rec.rig_id)
+        row["session_id"] = session.session_id if session else rec.session_id
+        row["session_state"] = session.state.value if session else None
+        row["trainee"] = session.trainee if session else None
+        row["exercise_id"] = session.exercise if session else None
+        return row
+
+    def status(self) -> dict[str, Any]:
+        """Controller-wide counters (bad input per kind, data path, cue latency)."""
+        lat = sorted(self._cue_latency)
+        states: dict[str, int] = {}
+        for s in self.sessions.all():
+            states[s.state.value] = states.get(s.state.value, 0) + 1
+        sink_stats = getattr(self.sink, "stats", None)
+        return {
+            "controller_id": self.controller_id,
+            "started_at": self.started_wall,
+            "uptime_s": round(time.time() - self.started_wall, 3),
+            "endpoints": self.endpoints,
+            "rigs": len(self.registry),
+            "rigs_alive": len(self.registry.alive()),
+            "sessions_by_state": states,
+            "bad_input": self.bad.snapshot(),
+            "bad_input_total": self.bad.total,
+            "loop_errors": self.loop_errors,
+            "send_failures": self._sockets.send_failures if self._sockets else 0,
+            "held_chunks": len(self._held),
+            "held_events": self.held_events,
+            "pending_commands": len(self._commands),
+            "observer_jobs_processed": self.runner.processed,
+            "observer_errors": self.runner.errors,
+            "cues_sent": self.cues_sent,
+            "cue_latency_ms": {
+                "n": len(lat),
+                "p50": round(1000 * lat[len(lat) // 2], 3) if lat else None,
+                "p99": round(1000 * lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 3)
+                if lat else None,
+            },
+            "dead_detections": list(self.dead_detections),
+            "sink": sink_stats() if callable(sink_stats) else {},
+        }
+
+    def health(self, rig_ids: Sequence[str]) -> list[HealthCheck]:
+        """Health check per rig for a class launch (loop thread only)."""
+        return [health_check(self, rid) for rid in rig_ids]
+
+
+def _phantom(rig_id: str) -> Session:
+    """A session-shaped placeholder for a start that never created one (reports only)."""
+    return Session(session_id="", rig_id=rig_id, exercise="", trainee="", state=S.FAILED)
+
+
+def _slice(chunk: P.SampleChunk, start: int, end: int) -> P.SampleChunk:
+    """Samples [start, end) of `chunk` (views, no copy) with a consistent header."""
+    h = chunk.header
+    i0, i1 = start - h.first_seq, end - h.first_seq
+    header = replace(h, first_seq=start, count=end - start,
+                     rig_time_first=h.rig_time_first + i0 * h.period)
+    return P.SampleChunk(header=header, poses=chunk.poses[i0:i1], analog=chunk.analog[i0:i1],
+                         valid=chunk.valid[i0:i1])
+
+
+__all__ = ["CommandOutcome", "Controller", "IllegalTransition"]

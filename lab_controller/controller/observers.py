@@ -1,0 +1,154 @@
+"""Data pipeline hook: per-session observers (scoring, telemetry) fed with every new chunk.
+
+`SessionObserver` is the contract: `on_start` when a session starts (or is adopted after a
+controller restart), `on_chunk` for every chunk accepted for the first time (duplicates never
+reach it) returning cues to send to the rig, `on_end` once with the final state. The controller
+runs observers on one worker thread (`ObserverRunner`) behind a bounded queue, so a slow scorer
+slows the data socket (back-pressure) but never the heartbeats; cues come back through a queue
+and a wake-up callback to the socket thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from lab_controller.protocol import Cue, SampleChunk
+
+log = logging.getLogger(__name__)
+
+# 1024 chunks ≈ 200 rigs × 5 chunks: a ~0.1 s hiccup of the scorer at the target load
+# (performance.md: 200 rigs × 120 Hz, 12-30 samples per chunk) before the data socket pauses.
+DEFAULT_QUEUE_CHUNKS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What an observer needs to set itself up for one session."""
+
+    session_id: str
+    rig_id: str
+    exercise_id: str
+    trainee: str
+    rubric_version: str
+    trackers: tuple[str, ...]
+    roles: tuple[str, ...]
+    analog: tuple[str, ...]
+    rate_hz: float
+    clock_offset_s: float | None  # rig clock minus controller clock, when known
+    resumed: bool = False  # True: adopted after a controller restart (earlier chunks not seen)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SessionObserver(Protocol):
+    """A per-session consumer of the data stream (e.g. the scorer, the telemetry writer)."""
+
+    def on_start(self, info: SessionInfo) -> None:
+        """The session starts (or is resumed/adopted); set up per-session state."""
+
+    def on_chunk(self, session_id: str, chunk: SampleChunk) -> Sequence[Cue]:
+        """A new chunk, in arrival order; return cues for the rig (may be empty)."""
+
+    def on_end(self, session_id: str, final_state: str) -> None:
+        """The session reached `final_state` (finished/aborted/failed); release state."""
+
+
+class NullObserver:
+    """Does nothing: the default when no scoring or telemetry is plugged in."""
+
+    def on_start(self, info: SessionInfo) -> None:
+        return None
+
+    def on_chunk(self, session_id: str, chunk: SampleChunk) -> Sequence[Cue]:
+        return ()
+
+    def on_end(self, session_id: str, final_state: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    kind: str  # "start" | "chunk" | "end"
+    session_id: str
+    payload: Any
+    received_at: float  # time.monotonic() when the chunk arrived (cue latency accounting)
+
+
+class ObserverRunner:
+    """Runs every observer on one worker thread, in arrival order, behind a bounded queue."""
+
+    def __init__(
+        self,
+        observers: Sequence[SessionObserver],
+        *,
+        max_queue: int = DEFAULT_QUEUE_CHUNKS,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.observers = list(observers)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        self.cues: queue.SimpleQueue[tuple[str, Cue, float]] = queue.SimpleQueue()
+        self._wake = wake
+        self.errors = 0
+        self.processed = 0
+        self._thread: threading.Thread | None = None
+        if self.observers:
+            self._thread = threading.Thread(target=self._run, name="observers", daemon=True)
+            self._thread.start()
+
+    def set_wake(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    @property
+    def enabled(self) -> bool:
+        return self._thread is not None
+
+    def has_room(self) -> bool:
+        """False when the queue is full: the caller should pause reading data."""
+        return self._thread is None or not self._jobs.full()
+
+    def start(self, info: SessionInfo) -> None:
+        if self._thread is not None:
+            self._jobs.put(_Job("start", info.session_id, info, time.monotonic()))
+
+    def chunk(self, session_id: str, chunk: SampleChunk, received_at: float) -> None:
+        """Queue a chunk; blocks briefly only if the caller ignored `has_room()`."""
+        if self._thread is not None:
+            self._jobs.put(_Job("chunk", session_id, chunk, received_at))
+
+    def end(self, session_id: str, final_state: str) -> None:
+        if self._thread is not None:
+            self._jobs.put(_Job("end", session_id, final_state, time.monotonic()))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Drain the queue and stop the worker."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            for obs in self.observers:
+                try:
+                    if job.kind == "chunk":
+                        for cue in obs.on_chunk(job.session_id, job.payload):
+                            self.cues.put((job.session_id, cue, job.received_at))
+                    elif job.kind == "start":
+                        obs.on_start(job.payload)
+                    else:
+                        obs.on_end(job.session_id, job.payload)
+                except Exception:
+                    self.errors += 1
+                    log.exception("observer %r failed on %s", obs, job.kind)
+            self.processed += 1
+            if job.kind == "chunk" and not self.cues.empty() and self._wake is not None:
+                self._wake()
