@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from devices.sim.geometry import F64, frame_from_axis, matrix_to_quat, path_from_scene, unit
+from devices.sim.geometry import (
+    F64,
+    cross,
+    frame_from_axis,
+    matrix_to_quat,
+    path_from_scene,
+    unit,
+)
 from devices.sim.skill import SkillModel
 
 # deviation channels
@@ -116,7 +123,7 @@ class TraineeMotion:
                                      np.ones(n_sway)])
         self.tau = np.concatenate([np.full(N_CH, sk.noise_tau_s), np.full(N_CH, sk.drift_tau_s),
                                    [0.5, 0.5], np.full(n_sway, 1.5)])
-        self.state: F64 = self.rng.standard_normal(self.sigma.shape[0])  # stationary start
+        self.state: F64 = np.asarray(self.rng.standard_normal(self.sigma.shape[0]))
         self.sway_scale = np.array([self._sway_mm(t) for t in self.extras])
         self.anchor = np.array([self._anchor(t) for t in self.extras]).reshape(-1, 3)
         self.tremor_phase = self.rng.uniform(0.0, 2 * math.pi, size=5)
@@ -170,7 +177,8 @@ class TraineeMotion:
         chans = CUE_CHANNELS.get(parameter)
         if chans is None:
             return False
-        onset = max(at, self.t_last) + self.skill.reaction_s
+        # samples up to t_last exist already: a cue cannot change them
+        onset = max(at + self.skill.reaction_s, self.t_last + 1e-9)
         for ch in chans:
             k_now = float(self._k(ch, np.array([onset]))[0])
             # a cue arriving while the previous one is still being acted on does not restart
@@ -240,7 +248,7 @@ class TraineeMotion:
         target, tdir, active = self.path.locate(s)
         working = active & moving & (times < self.end_time)
         normal = np.broadcast_to(self.path.normal, target.shape)
-        right = unit(np.cross(tdir, normal))  # right of travel, in the work plane
+        right = unit(cross(tdir, normal))  # right of travel, in the work plane
 
         # physiological tremor: shared wandering frequency, per-axis phase
         f = np.clip(self.skill.tremor_hz + st[:, 2 * N_CH] * _FREQ_WANDER_HZ, 8.0, 12.0)
@@ -317,7 +325,7 @@ class TraineeMotion:
             if name == "headset":
                 # OpenXR view convention: the headset looks along its -Z, +Y up
                 look = unit(tip - pos[:, i])
-                rot = frame_from_axis(-look, np.broadcast_to(np.cross(up, -look), look.shape))
+                rot = frame_from_axis(-look, cross(np.broadcast_to(up, look.shape), -look))
                 poses[:, col, 3:] = matrix_to_quat(rot)
             else:
                 poses[:, col, 3:] = (0.0, 0.0, 0.0, 1.0)

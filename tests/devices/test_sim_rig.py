@@ -1,0 +1,130 @@
+"""`SimulatedRig` honours the `PoseSource` contract with real clocks and cues."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from devices.driver import PoseSource, SampleBlock, SessionContext, check_block, check_driver
+from devices.sim.rig import SimulatedRig
+from devices.sim.trainee import LOAD_TEST_TRACKERS
+from lab_controller.exercises import scene_for
+from lab_controller.protocol import Cue, CueDirection
+
+
+def _session(duration: float | None = None) -> SessionContext:
+    return SessionContext(str(uuid.uuid4()), "fillet_t_joint_h", "trainee-1", duration_s=duration)
+
+
+class FakeClock:
+    """A settable host clock, so the test controls time exactly."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _drain(rig: SimulatedRig, clock: FakeClock, step: float, until: float) -> list[SampleBlock]:
+    blocks: list[SampleBlock] = []
+    while clock.t < until and not rig.finished:
+        clock.t += step
+        blocks.extend(rig.read(rig.clock()))
+    return blocks
+
+
+def _concat(blocks: list[SampleBlock]) -> tuple[np.ndarray, np.ndarray]:
+    t = np.concatenate([b.rig_time_first + b.period * np.arange(b.count) for b in blocks])
+    p = np.concatenate([b.poses for b in blocks])
+    return t, p
+
+
+def test_contract_and_block_shapes() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig("novice", trackers=LOAD_TEST_TRACKERS, seed=3, clock=clock)
+    assert isinstance(rig, PoseSource)
+    info = check_driver(rig)
+    assert [r for _, r in info.trackers] == ["tool", "headset", "off_hand", "other", "other",
+                                             "other"]
+    assert info.analog == ("trigger",) and "cues" in info.capabilities
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    blocks = _drain(rig, clock, 0.013, clock.t + 3.0)
+    for b in blocks:
+        check_block(b, info)
+        assert b.poses.dtype == np.float32 and b.valid.dtype == np.bool_
+    t, _p = _concat(blocks)
+    assert np.all(np.diff(t) > 0)
+    # 120 Hz nominal: ~360 samples in 3 s, periods within the declared jitter
+    assert 340 <= t.shape[0] <= 362
+    periods = np.array([b.period for b in blocks])
+    assert np.all(np.abs(periods * 120.0 - 1.0) < 0.02)
+
+
+def test_samples_do_not_depend_on_read_cadence() -> None:
+    """The same seed gives the same samples whether the agent polls every 5 or 40 ms."""
+    out = []
+    for step in (0.005, 0.04):
+        clock = FakeClock()
+        rig = SimulatedRig("intermediate", seed=9, clock=clock, clock_offset_s=0.0)
+        rig.start(_session(), scene_for("butt_weave_flat"), {"seed": 77})
+        t, p = _concat(_drain(rig, clock, step, clock.t + 2.0))
+        out.append((t, p))
+    n = min(out[0][0].shape[0], out[1][0].shape[0])
+    np.testing.assert_allclose(out[0][0][:n], out[1][0][:n], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[0][1][:n], out[1][1][:n])
+
+
+def test_finishes_by_itself_and_by_duration() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig("expert", seed=1, clock=clock)
+    rig.start(_session(duration=1.5), scene_for("spray_panel_flat"), {})
+    blocks = _drain(rig, clock, 0.02, clock.t + 5.0)
+    assert rig.finished
+    t, _ = _concat(blocks)
+    assert t[-1] - t[0] == pytest.approx(1.5, abs=0.02)
+    rig2 = SimulatedRig("expert", seed=1, clock=clock)
+    rig2.start(_session(), scene_for("spray_panel_flat"), {"skill": {"base": "expert",
+                                                                     "speed_bias": 0.0}})
+    blocks = _drain(rig2, clock, 0.05, clock.t + 60.0)
+    assert rig2.finished
+    t, _ = _concat(blocks)
+    assert 15.0 < t[-1] - t[0] < 25.0  # the spray exercise takes about 19 s
+    assert not rig2.read(rig2.clock() + 10.0)
+
+
+def test_stop_and_bad_scene() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig(seed=1, clock=clock)
+    with pytest.raises(ValueError, match="cannot simulate"):
+        rig.start(_session(), {"kind": "underwater_weld"}, {})
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    _drain(rig, clock, 0.02, clock.t + 0.5)
+    rig.stop()
+    clock.t += 1.0
+    assert not rig.read(rig.clock())
+
+
+def test_cue_from_the_wire_changes_the_motion() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig("novice", seed=2, clock=clock)
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    _drain(rig, clock, 0.02, clock.t + 1.0)
+    cue = Cue(session_id=rig.session.session_id if rig.session else "", parameter="work_angle",
+              direction=CueDirection.DECREASE, controller_time=time.time())
+    rig.on_cue(cue)
+    rig.on_cue(cue.model_copy(update={"direction": CueDirection.HOLD}))
+    assert rig.cues_received == 2
+    assert rig.sim is not None and rig.sim.cue_count == 1
+
+
+def test_rig_clock_has_offset_and_drift() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig("novice", seed=5, clock=clock)
+    c0 = rig.clock()
+    clock.t += 1000.0
+    assert rig.clock() - c0 == pytest.approx(1000.0 * (1 + 20e-6), abs=1e-6)
+    assert abs(c0 - clock.t) > 1.0
