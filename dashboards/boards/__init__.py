@@ -1,0 +1,1 @@
+"""One module per dashboard; each only assembles panels from `dashboards.common`."""
