@@ -1,0 +1,500 @@
+"""Writing records into the database inside the caller's transaction, exactly once.
+
+:class:`Store` keeps, per (stream, session), the set of sequence numbers already committed
+(:class:`~telemetry.ranges.RangeSet`), loaded lazily from ``ingest_ranges`` and written back to
+it in the same transaction as the rows. Rows whose seq is already stored are filtered out with
+numpy before encoding, so a resent chunk stores nothing, and no unique index is needed on
+``pose_frames``. The caller commits and then calls :meth:`Store.commit`; on any failure it calls
+:meth:`Store.reset` (the transaction's outcome is unknown, so the cache is reloaded).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg.copy import QueuedLibpqWriter
+from psycopg.types.json import Jsonb
+
+from telemetry import copybin
+from telemetry.copybin import Column
+from telemetry.ranges import RangeSet
+from telemetry.records import (
+    Cue,
+    OpsMetric,
+    PoseBatch,
+    Record,
+    ScoreWindowBatch,
+    SessionEvent,
+    SessionRecord,
+    SessionResult,
+)
+
+POSE_STREAM = "pose"
+SCORE_STREAM = "score"
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass
+class WriteOutcome:
+    """What one :meth:`Store.write` stored (applied to the cache only after commit)."""
+
+    ranges: dict[tuple[str, uuid.UUID], RangeSet] = field(default_factory=dict)
+    pose_rows: int = 0
+    pose_dropped: int = 0
+    score_rows: int = 0
+    other_rows: int = 0
+    max_pose_time_us: int | None = None
+
+
+def _pose_columns(rig_bytes: int, trackers: int, analog: int) -> list[Column]:
+    return [
+        Column("time", "timestamptz"),
+        Column("rig_time", "float8"),
+        Column("session_id", "uuid"),
+        Column("rig_id", "bytes", size=rig_bytes),
+        Column("seq", "int8"),
+        Column("poses", "float4_array", shape=(trackers, 7)),
+        Column("analog", "float4_array", shape=(analog,)),
+        Column("valid_mask", "int4"),
+    ]
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def us_to_datetime(value: int) -> datetime:
+    """Unix µs to an aware datetime, exactly (no float rounding)."""
+    return _UNIX_EPOCH + timedelta(microseconds=value)
+
+
+def _ts_sql(param: str) -> str:
+    """SQL turning a bigint µs parameter into timestamptz exactly (no float rounding)."""
+    return f"('epoch'::timestamptz + {param}::bigint * interval '1 microsecond')"
+
+
+class Store:
+    """Encodes and writes records for one site; remembers committed seq ranges per session."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        self._ranges: dict[tuple[str, uuid.UUID], RangeSet] = {}
+        self._column_cache: dict[tuple[int, int, int], list[Column]] = {}
+
+    # ---- range cache -------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget cached ranges (after a failed or unknown transaction outcome)."""
+        self._ranges.clear()
+
+    def commit(self, outcome: WriteOutcome) -> None:
+        """Adopt the ranges of a committed write."""
+        self._ranges.update(outcome.ranges)
+
+    def stored(self, stream: str, session_id: uuid.UUID) -> RangeSet | None:
+        """Committed ranges known for a session (None if not loaded yet)."""
+        rs = self._ranges.get((stream, session_id))
+        return rs.copy() if rs is not None else None
+
+    def load_ranges(self, conn: Conn, stream: str, sessions: Sequence[uuid.UUID]) -> None:
+        """Load the committed ranges of sessions not cached yet."""
+        missing = [s for s in set(sessions) if (stream, s) not in self._ranges]
+        if not missing:
+            return
+        got: dict[uuid.UUID, RangeSet] = {s: RangeSet() for s in missing}
+        rows = conn.execute(
+            "SELECT session_id, seq_lo, seq_hi FROM ingest_ranges WHERE stream = %s AND session_id = ANY(%s)",
+            (stream, missing),
+        ).fetchall()
+        for sid, lo, hi in rows:
+            got[sid].add(int(lo), int(hi))
+        for s, rs in got.items():
+            self._ranges[(stream, s)] = rs
+
+    # ---- writing -----------------------------------------------------------------------
+    def write(self, conn: Conn, records: Sequence[Record]) -> WriteOutcome:
+        """Write ``records`` in the current transaction; return what to adopt after commit."""
+        out = WriteOutcome()
+        poses = [r for r in records if isinstance(r, PoseBatch)]
+        scores = [r for r in records if isinstance(r, ScoreWindowBatch)]
+        if poses:
+            self._write_poses(conn, poses, out)
+        if scores:
+            self._write_scores(conn, scores, out)
+        sessions = [r for r in records if isinstance(r, SessionRecord)]
+        if sessions:
+            self._write_sessions(conn, sessions)
+        cues = [r for r in records if isinstance(r, Cue)]
+        if cues:
+            self._write_cues(conn, cues)
+        events = [r for r in records if isinstance(r, SessionEvent)]
+        if events:
+            self._write_events(conn, events)
+        metrics = [r for r in records if isinstance(r, OpsMetric)]
+        if metrics:
+            self._write_metrics(conn, metrics)
+        results = [r for r in records if isinstance(r, SessionResult)]
+        if results:
+            self._write_results(conn, results)
+        out.other_rows = len(sessions) + len(cues) + len(events) + len(metrics) + len(results)
+        return out
+
+    def _working(
+        self, conn: Conn, stream: str, sessions: list[uuid.UUID], out: WriteOutcome
+    ) -> dict[uuid.UUID, RangeSet]:
+        self.load_ranges(conn, stream, sessions)
+        work: dict[uuid.UUID, RangeSet] = {}
+        for s in set(sessions):
+            work[s] = self._ranges[(stream, s)].copy()
+        return work
+
+    def _save_ranges(
+        self,
+        conn: Conn,
+        stream: str,
+        work: dict[uuid.UUID, RangeSet],
+        changed: set[uuid.UUID],
+        out: WriteOutcome,
+    ) -> None:
+        if not changed:
+            return
+        ids: list[uuid.UUID] = []
+        los: list[int] = []
+        his: list[int] = []
+        for s in changed:
+            for lo, hi in work[s].intervals:
+                ids.append(s)
+                los.append(lo)
+                his.append(hi)
+            out.ranges[(stream, s)] = work[s]
+        conn.execute(
+            "DELETE FROM ingest_ranges WHERE stream = %s AND session_id = ANY(%s)",
+            (stream, list(changed)),
+        )
+        conn.execute(
+            "INSERT INTO ingest_ranges (stream, session_id, seq_lo, seq_hi) "
+            "SELECT %s, * FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[])",
+            (stream, ids, los, his),
+        )
+
+    def _write_poses(self, conn: Conn, batches: list[PoseBatch], out: WriteOutcome) -> None:
+        work = self._working(conn, POSE_STREAM, [b.session_id for b in batches], out)
+        changed: set[uuid.UUID] = set()
+        # Group the surviving frames by row shape so each group is one structured array.
+        groups: dict[tuple[int, int, int], list[tuple[PoseBatch, npt.NDArray[np.intp]]]] = defaultdict(list)
+        for b in batches:
+            seqs = b.seqs
+            keep = work[b.session_id].missing_mask(seqs)
+            idx = np.flatnonzero(keep)
+            out.pose_dropped += b.n - idx.size
+            if idx.size == 0:
+                continue
+            work[b.session_id].add_seqs(seqs[idx])
+            changed.add(b.session_id)
+            key = (len(b.rig_id.encode()), b.poses.shape[1], b.analog.shape[1])
+            groups[key].append((b, idx))
+        if not groups:
+            return
+        rollup: dict[tuple[uuid.UUID, int], list[Any]] = {}
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, "
+                "valid_mask) FROM STDIN (FORMAT BINARY)",
+                writer=QueuedLibpqWriter(cur),
+            ) as copy,
+        ):
+            copy.write(copybin.HEADER)
+            for key, members in groups.items():
+                rows = self._encode_group(key, members)
+                out.pose_rows += rows.shape[0]
+                copy.write(rows.tobytes())
+                self._accumulate_rollup(members, rollup, out)
+            copy.write(copybin.TRAILER)
+        self._save_ranges(conn, POSE_STREAM, work, changed, out)
+        self._write_rollup(conn, rollup)
+
+    def _encode_group(
+        self, key: tuple[int, int, int], members: list[tuple[PoseBatch, npt.NDArray[np.intp]]]
+    ) -> npt.NDArray[Any]:
+        cols = self._column_cache.get(key)
+        if cols is None:
+            cols = self._column_cache[key] = _pose_columns(*key)
+        counts = np.array([idx.size for _b, idx in members])
+        n = int(counts.sum())
+        rows = copybin.new_rows(cols, n)
+        if len(members) == 1:
+            b, idx = members[0]
+            full = idx.size == b.n
+            t = b.time_us if full else b.time_us[idx]
+            rows["time"] = copybin.us_to_pg(t)
+            rows["rig_time"] = b.rig_time if full else b.rig_time[idx]
+            rows["session_id"] = copybin.uuid_bytes(b.session_id)
+            rows["rig_id"] = b.rig_id.encode()
+            rows["seq"] = b.seq0 + idx
+            rows["poses"]["e"]["v"] = (b.poses if full else b.poses[idx]).reshape(n, -1)
+            if key[2]:
+                rows["analog"]["e"]["v"] = b.analog if full else b.analog[idx]
+            rows["valid_mask"] = b.valid_mask if full else b.valid_mask[idx]
+            return rows
+        rows["time"] = copybin.us_to_pg(np.concatenate([b.time_us[i] for b, i in members]))
+        rows["rig_time"] = np.concatenate([b.rig_time[i] for b, i in members])
+        sids = np.frombuffer(b"".join(b.session_id.bytes for b, _i in members), dtype="V16")
+        rows["session_id"] = np.repeat(sids, counts)
+        rigs = np.array([b.rig_id.encode() for b, _i in members], dtype=f"S{key[0]}")
+        rows["rig_id"] = np.repeat(rigs, counts)
+        rows["seq"] = np.concatenate([b.seq0 + i for b, i in members])
+        rows["poses"]["e"]["v"] = np.concatenate([b.poses[i] for b, i in members]).reshape(n, -1)
+        if key[2]:
+            rows["analog"]["e"]["v"] = np.concatenate([b.analog[i] for b, i in members])
+        rows["valid_mask"] = np.concatenate([b.valid_mask[i] for b, i in members])
+        return rows
+
+    @staticmethod
+    def _accumulate_rollup(
+        members: list[tuple[PoseBatch, npt.NDArray[np.intp]]],
+        rollup: dict[tuple[uuid.UUID, int], list[Any]],
+        out: WriteOutcome,
+    ) -> None:
+        for b, idx in members:
+            t = b.time_us[idx]
+            seqs = b.seq0 + idx
+            full = (1 << b.poses.shape[1]) - 1
+            valid = (b.valid_mask[idx] & full) == full
+            sec = t // 1_000_000
+            tmax = int(t.max())
+            if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
+                out.max_pose_time_us = tmax
+            buckets, first, counts = np.unique(sec, return_index=True, return_counts=True)
+            for j, bucket in enumerate(buckets.tolist()):
+                sel = sec == bucket
+                nvalid = int(valid[sel].sum())
+                last_seq = int(seqs[sel].max())
+                last_t = int(t[sel].max())
+                k = (b.session_id, bucket)
+                cur = rollup.get(k)
+                if cur is None:
+                    rollup[k] = [b.rig_id, int(counts[j]), nvalid, last_seq, last_t]
+                else:
+                    cur[1] += int(counts[j])
+                    cur[2] += nvalid
+                    cur[3] = max(cur[3], last_seq)
+                    cur[4] = max(cur[4], last_t)
+            del first
+
+    @staticmethod
+    def _write_rollup(conn: Conn, rollup: dict[tuple[uuid.UUID, int], list[Any]]) -> None:
+        if not rollup:
+            return
+        sids = [k[0] for k in rollup]
+        buckets = [k[1] * 1_000_000 for k in rollup]
+        v = list(rollup.values())
+        conn.execute(
+            "INSERT INTO pose_rate_1s "
+            "(bucket, session_id, rig_id, frames, valid_frames, last_seq, last_time) "
+            f"SELECT {_ts_sql('u.b')}, u.s, u.r, u.f, u.v, u.q, {_ts_sql('u.t')} "
+            "FROM unnest(%s::bigint[], %s::uuid[], %s::text[], %s::int[], %s::int[], "
+            "%s::bigint[], %s::bigint[]) AS u (b, s, r, f, v, q, t) "
+            "ON CONFLICT (session_id, bucket) DO UPDATE SET "
+            "frames = pose_rate_1s.frames + EXCLUDED.frames, "
+            "valid_frames = pose_rate_1s.valid_frames + EXCLUDED.valid_frames, "
+            "last_seq = greatest(pose_rate_1s.last_seq, EXCLUDED.last_seq), "
+            "last_time = greatest(pose_rate_1s.last_time, EXCLUDED.last_time)",
+            (
+                buckets,
+                sids,
+                [x[0] for x in v],
+                [x[1] for x in v],
+                [x[2] for x in v],
+                [x[3] for x in v],
+                [x[4] for x in v],
+            ),
+        )
+
+    def _write_scores(self, conn: Conn, batches: list[ScoreWindowBatch], out: WriteOutcome) -> None:
+        work = self._working(conn, SCORE_STREAM, [b.session_id for b in batches], out)
+        changed: set[uuid.UUID] = set()
+        kept: list[ScoreWindowBatch] = []
+        for b in batches:
+            widx = b.window_idx.astype(np.int64)
+            order = np.argsort(widx, kind="stable")
+            keep = work[b.session_id].missing_mask(widx)
+            # a window index repeated inside one batch counts once
+            dup = np.zeros_like(keep)
+            sw = widx[order]
+            dup[order[1:]] = sw[1:] == sw[:-1]
+            keep &= ~dup
+            if not keep.any():
+                continue
+            work[b.session_id].add_seqs(np.unique(widx[keep]))
+            changed.add(b.session_id)
+            kept.append(b.take(keep))
+        if not kept:
+            return
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY score_windows (time, site_id, session_id, rig_id, window_idx, seq_hi, "
+                "progress, alignment_distance, window_score) FROM STDIN"
+            ) as copy,
+        ):
+            for b in kept:
+                for i in range(b.n):
+                    copy.write_row(
+                        (
+                            us_to_datetime(int(b.time_us[i])),
+                            self.site_id,
+                            b.session_id,
+                            b.rig_id,
+                            int(b.window_idx[i]),
+                            int(b.seq_hi[i]),
+                            float(b.progress[i]),
+                            float(b.alignment_distance[i]),
+                            float(b.window_score[i]),
+                        )
+                    )
+                    out.score_rows += 1
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY score_window_params (time, session_id, window_idx, param, mean, std, "
+                "frac_in_window, ideal, lo, hi) FROM STDIN"
+            ) as copy,
+        ):
+            for b in kept:
+                for i in range(b.n):
+                    t = us_to_datetime(int(b.time_us[i]))
+                    w = int(b.window_idx[i])
+                    for j, p in enumerate(b.params):
+                        copy.write_row(
+                            (
+                                t,
+                                b.session_id,
+                                w,
+                                p,
+                                float(b.mean[i, j]),
+                                float(b.std[i, j]),
+                                float(b.frac_in_window[i, j]),
+                                float(b.ideal[j]),
+                                float(b.lo[j]),
+                                float(b.hi[j]),
+                            )
+                        )
+        self._save_ranges(conn, SCORE_STREAM, work, changed, out)
+
+    def _write_sessions(self, conn: Conn, records: list[SessionRecord]) -> None:
+        nullable = (
+            "trainee_id", "class_id", "exercise_id", "rubric_id", "rubric_version",
+            "clock_offset_ms", "clock_rtt_ms", "competition_id", "heat_id",
+        )  # fmt: skip
+        counters = (
+            "frames_expected", "frames_received", "frames_interpolated", "frames_duplicate",
+            "frames_nacked", "gap_count",
+        )  # fmt: skip
+        times = {"created_at": "created_us", "started_at": "started_us", "ended_at": "ended_us"}
+        cols = ["session_id", "site_id", "rig_id", "state", "reason", *nullable, *counters]
+        cols += list(times)
+        values = [
+            "%(session_id)s", "%(site_id)s", "%(rig_id)s", "%(state)s",
+            "coalesce(%(reason)s, '')",
+            *[f"%({c})s" for c in nullable],
+            *[f"coalesce(%({c})s, 0)" for c in counters],
+            f"coalesce({_ts_sql('%(created_us)s')}, now())",
+            _ts_sql("%(started_us)s"),
+            _ts_sql("%(ended_us)s"),
+        ]  # fmt: skip
+        sets = ["rig_id = EXCLUDED.rig_id", "state = EXCLUDED.state", "updated_at = now()"]
+        for c in ("reason", *nullable, *counters):
+            sets.append(f"{c} = coalesce(%({c})s, sessions.{c})")
+        for col, key in times.items():
+            sets.append(f"{col} = coalesce({_ts_sql(f'%({key})s')}, sessions.{col})")
+        sql = (
+            f"INSERT INTO sessions ({', '.join(cols)}) VALUES ({', '.join(values)}) "
+            f"ON CONFLICT (session_id) DO UPDATE SET {', '.join(sets)}"
+        )
+        params = []
+        for r in records:
+            d: dict[str, Any] = {
+                k: getattr(r, k) for k in ("session_id", "rig_id", "state", "reason", *nullable, *counters)
+            }
+            d.update(site_id=self.site_id, created_us=r.created_us, started_us=r.started_us)
+            d["ended_us"] = r.ended_us
+            params.append(d)
+        with conn.cursor() as cur:
+            cur.executemany(sql.encode(), params)
+
+    def _write_cues(self, conn: Conn, cues: list[Cue]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO cues (time, site_id, session_id, rig_id, param, kind, severity, "
+                f"value, message) VALUES ({_ts_sql('%s')}, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [
+                    (c.time_us, self.site_id, c.session_id, c.rig_id, c.param, c.kind, c.severity,
+                     c.value, c.message)
+                    for c in cues
+                ],
+            )  # fmt: skip
+
+    def _write_events(self, conn: Conn, events: list[SessionEvent]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO session_events (time, site_id, session_id, rig_id, kind, detail) "
+                f"VALUES ({_ts_sql('%s')}, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(e.time_us, self.site_id, e.session_id, e.rig_id, e.kind, Jsonb(e.detail)) for e in events],
+            )
+
+    def _write_metrics(self, conn: Conn, metrics: list[OpsMetric]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ops_metrics (time, site_id, component, rig_id, name, label, value) "
+                f"VALUES ({_ts_sql('%s')}, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(m.time_us, self.site_id, m.component, m.rig_id, m.name, m.label, m.value) for m in metrics],
+            )
+
+    def _write_results(self, conn: Conn, results: list[SessionResult]) -> None:
+        with conn.cursor() as cur:
+            for r in results:
+                key = (r.session_id, r.rubric_id, r.rubric_version)
+                cur.execute(
+                    "INSERT INTO results (session_id, rubric_id, rubric_version, site_id, "
+                    "trainee_id, exercise_id, final_score, passed, level, weakest_parameter, "
+                    "alignment_distance, components, kernel_version, scored_at) VALUES "
+                    f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    f"coalesce({_ts_sql('%s')}, now())) "
+                    "ON CONFLICT (session_id, rubric_id, rubric_version) DO UPDATE SET "
+                    "final_score = EXCLUDED.final_score, passed = EXCLUDED.passed, "
+                    "level = EXCLUDED.level, weakest_parameter = EXCLUDED.weakest_parameter, "
+                    "alignment_distance = EXCLUDED.alignment_distance, "
+                    "components = EXCLUDED.components, kernel_version = EXCLUDED.kernel_version, "
+                    "trainee_id = EXCLUDED.trainee_id, exercise_id = EXCLUDED.exercise_id, "
+                    "scored_at = EXCLUDED.scored_at",
+                    (
+                        *key, self.site_id, r.trainee_id, r.exercise_id, r.final_score, r.passed,
+                        r.level, r.weakest_parameter, r.alignment_distance, Jsonb(r.components),
+                        r.kernel_version, r.scored_at_us,
+                    ),
+                )  # fmt: skip
+                cur.execute(
+                    "DELETE FROM result_metrics WHERE session_id = %s AND rubric_id = %s "
+                    "AND rubric_version = %s",
+                    key,
+                )
+                if r.metrics:
+                    cur.executemany(
+                        "INSERT INTO result_metrics (session_id, rubric_id, rubric_version, "
+                        "metric, value, score, weight, time_in_window, ideal, lo, hi) VALUES "
+                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (*key, m.metric, m.value, m.score, m.weight, m.time_in_window,
+                             m.ideal, m.lo, m.hi)
+                            for m in r.metrics
+                        ],
+                    )  # fmt: skip
