@@ -1,0 +1,564 @@
+"""Dynamic time warping between a trainee trace and the expert reference.
+
+Distance definition (the same as ``dtaidistance`` 2.x ``distance_fast`` / ``dtw_ndim``):
+local cost of cells ``(i, j)`` is the squared Euclidean distance over the ``d`` channels,
+``c(i, j) = sum_k (x[i, k] - y[j, k])**2``; the accumulated cost is
+``D(i, j) = c(i, j) + min(D(i-1, j-1), D(i-1, j), D(i, j-1))`` with ``D(-1, -1) = 0``; the
+returned distance is ``sqrt(D(n-1, m-1))`` (the square root of the accumulated squared cost,
+not a sum of Euclidean distances).
+
+Sakoe–Chiba band (dtaidistance ``window`` semantics): with ``a = max(0, n - m)`` and
+``b = max(0, m - n)``, cell ``(i, j)`` is allowed iff ``i - a - (w - 1) <= j <= i + b + (w - 1)``.
+``window=1`` keeps only the diagonal (widened by the length difference, so a band narrower than
+the length difference still has a path); ``window=None`` means no band. The open-ended
+variant (the trainee is part-way through the reference) has no length-difference widening
+because the trainee's final length is unknown: ``|i - j| <= w - 1``.
+
+Early abandoning: with ``max_dist`` the result is ``inf`` as soon as every cell of a row
+exceeds ``max_dist**2`` (any path crosses every row), otherwise the exact distance; LB_Keogh
+(the same envelope band) skips references in batch search.
+
+Tiers: private single-thread kernels (``_dtw_core``), parallel driver (``_dtw_batch_par``),
+public wrappers that validate (``dtw_distance``, ``dtw_open_end``, ``dtw_path``, ``lb_keogh``,
+``dtw_batch``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from sim_kernels._config import jit, pjit
+from sim_kernels._validate import as_series, check_window
+
+_INF = np.inf
+
+
+@jit
+def _band(n: int, m: int, w: int, open_end: bool) -> tuple[int, int]:
+    """Return ``(a + w - 1, b + w - 1)``: how far below / above the diagonal a row reaches."""
+    if open_end:
+        return w - 1, w - 1
+    return max(0, n - m) + w - 1, max(0, m - n) + w - 1
+
+
+@jit
+def _dtw_rows(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
+              i_start: int, i_stop: int, below: int, above: int, thr: float) -> bool:
+    """Advance ``buf`` (``buf[j + 1] = D(i - 1, j)``) one row at a time over rows
+    ``[i_start, i_stop)``. Returns False if a whole row exceeded ``thr`` (abandon)."""
+    m = y.shape[0]
+    d = x.shape[1]
+    for i in range(i_start, i_stop):
+        lo = max(0, i - below)
+        hi = min(m - 1, i + above)
+        diag = buf[lo]
+        buf[lo] = _INF
+        left = _INF
+        rowmin = _INF
+        for j in range(lo, hi + 1):
+            c = 0.0
+            for k in range(d):
+                t = x[i, k] - y[j, k]
+                c += t * t
+            up = buf[j + 1]
+            best = min(diag, up, left)
+            v = c + best
+            diag = up
+            buf[j + 1] = v
+            left = v
+            rowmin = min(rowmin, v)
+        if rowmin > thr:
+            return False
+    return True
+
+
+@jit
+def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
+                  i: int, t_start: int, t_stop: int, lo0: int, lo1: int, lo2: int, lo3: int,
+                  hi0: int, hi1: int, hi2: int, hi3: int,
+                  st: NDArray[np.float64]) -> None:
+    """Strip steps ``t`` in ``[t_start, t_stop)`` with band masks and index clamps (the ragged
+    ends of a strip). ``st`` = (last0..last3, prev0..prev2, rowmin) carried between phases."""
+    m = y.shape[0]
+    d = x.shape[1]
+    last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
+    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
+    for t in range(t_start, t_stop):
+        j0 = t
+        jc0 = min(j0, m - 1)
+        up0 = buf[jc0 + 1] if j0 < m else _INF
+        dg0 = buf[jc0]
+        j1 = t - 1
+        j2 = t - 2
+        j3 = t - 3
+        jc1 = min(max(j1, 0), m - 1)
+        jc2 = min(max(j2, 0), m - 1)
+        jc3 = min(max(j3, 0), m - 1)
+        c0 = 0.0
+        c1 = 0.0
+        c2 = 0.0
+        c3 = 0.0
+        for k in range(d):
+            t0 = x[i, k] - y[jc0, k]
+            t1 = x[i + 1, k] - y[jc1, k]
+            t2 = x[i + 2, k] - y[jc2, k]
+            t3 = x[i + 3, k] - y[jc3, k]
+            c0 += t0 * t0
+            c1 += t1 * t1
+            c2 += t2 * t2
+            c3 += t3 * t3
+        v0 = c0 + min(dg0, up0, last0)
+        v1 = c1 + min(prev0, last0, last1)
+        v2 = c2 + min(prev1, last1, last2)
+        v3 = c3 + min(prev2, last2, last3)
+        if j0 < lo0 or j0 > hi0:
+            v0 = _INF
+        if j1 < lo1 or j1 > hi1:
+            v1 = _INF
+        if j2 < lo2 or j2 > hi2:
+            v2 = _INF
+        if j3 < lo3 or j3 > hi3:
+            v3 = _INF
+        prev0 = last0
+        prev1 = last1
+        prev2 = last2
+        last0 = v0
+        last1 = v1
+        last2 = v2
+        last3 = v3
+        if j3 >= -1:
+            buf[j3 + 1] = v3
+        rowmin = min(rowmin, v3)
+    st[0], st[1], st[2], st[3] = last0, last1, last2, last3
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+
+
+@jit
+def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
+                   i: int, t_start: int, t_stop: int, st: NDArray[np.float64]) -> None:
+    """Strip steps where all four cells are inside the band, one channel: no masks."""
+    last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
+    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
+    x0 = x[i, 0]
+    x1 = x[i + 1, 0]
+    x2 = x[i + 2, 0]
+    x3 = x[i + 3, 0]
+    dg0 = buf[t_start]
+    for t in range(t_start, t_stop):
+        up0 = buf[t + 1]
+        t0 = x0 - y[t, 0]
+        t1 = x1 - y[t - 1, 0]
+        t2 = x2 - y[t - 2, 0]
+        t3 = x3 - y[t - 3, 0]
+        v0 = t0 * t0 + min(dg0, up0, last0)
+        v1 = t1 * t1 + min(prev0, last0, last1)
+        v2 = t2 * t2 + min(prev1, last1, last2)
+        v3 = t3 * t3 + min(prev2, last2, last3)
+        dg0 = up0
+        prev0 = last0
+        prev1 = last1
+        prev2 = last2
+        last0 = v0
+        last1 = v1
+        last2 = v2
+        last3 = v3
+        buf[t - 2] = v3
+        rowmin = min(rowmin, v3)
+    st[0], st[1], st[2], st[3] = last0, last1, last2, last3
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+
+
+@jit
+def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
+                       buf: NDArray[np.float64], i: int, t_start: int, t_stop: int,
+                       st: NDArray[np.float64]) -> None:
+    """Like ``_strip_inner_1`` for d > 1. The 4 cells of a step sit on an anti-diagonal, so
+    with lane ``p`` = row ``i+3-p`` their reference samples ``y[t-3+p]`` are contiguous in the
+    transposed, 3-padded ``ytp`` (``ytp[k, j + 3] = y[j, k]``): the channel loop then works on
+    4 cells at once (SIMD) instead of one cell at a time."""
+    d = x.shape[1]
+    xl = np.empty((d, 4))
+    for k in range(d):
+        for p in range(4):
+            xl[k, p] = x[i + 3 - p, k]
+    acc = np.empty(4)
+    last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
+    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
+    dg0 = buf[t_start]
+    for t in range(t_start, t_stop):
+        for p in range(4):
+            acc[p] = 0.0
+        for k in range(d):
+            for p in range(4):
+                u = xl[k, p] - ytp[k, t + p]
+                acc[p] += u * u
+        up0 = buf[t + 1]
+        v0 = acc[3] + min(dg0, up0, last0)
+        v1 = acc[2] + min(prev0, last0, last1)
+        v2 = acc[1] + min(prev1, last1, last2)
+        v3 = acc[0] + min(prev2, last2, last3)
+        dg0 = up0
+        prev0 = last0
+        prev1 = last1
+        prev2 = last2
+        last0 = v0
+        last1 = v1
+        last2 = v2
+        last3 = v3
+        buf[t - 2] = v3
+        rowmin = min(rowmin, v3)
+    st[0], st[1], st[2], st[3] = last0, last1, last2, last3
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+
+
+@jit
+def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
+                below: int, above: int, thr: float) -> int:
+    """Advance ``buf`` over as many whole strips of 4 rows as fit, skewed so the 4 rows'
+    dependency chains run interleaved (cell ``(i+q, t-q)`` at step ``t``): the min/add chain
+    of one row no longer stalls the core. Returns the number of rows done, or -1 if a row
+    exceeded ``thr`` (abandon)."""
+    n = x.shape[0]
+    m = y.shape[0]
+    d = x.shape[1]
+    nstrips = n // 4
+    st = np.empty(8)
+    if d > 1 and nstrips > 0:
+        ytp = np.zeros((d, m + 6))
+        for j in range(m):
+            for k in range(d):
+                ytp[k, j + 3] = y[j, k]
+    else:
+        ytp = np.zeros((1, 1))
+    for s in range(nstrips):
+        i = 4 * s
+        lo0 = max(0, i - below)
+        lo1 = max(0, i + 1 - below)
+        lo2 = max(0, i + 2 - below)
+        lo3 = max(0, i + 3 - below)
+        hi0 = min(m - 1, i + above)
+        hi1 = min(m - 1, i + 1 + above)
+        hi2 = min(m - 1, i + 2 + above)
+        hi3 = min(m - 1, i + 3 + above)
+        st[:] = _INF
+        t_end = hi3 + 4
+        # steps where every row's column lies inside its band: [lo3 + 3, hi0]
+        a = max(lo0, lo3 + 3)
+        b = max(a, hi0 + 1)
+        _strip_masked(x, y, buf, i, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, st)
+        if d == 1:
+            _strip_inner_1(x, y, buf, i, a, b, st)
+        else:
+            _strip_inner_lanes(x, ytp, buf, i, a, b, st)
+        _strip_masked(x, y, buf, i, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, st)
+        if st[7] > thr:
+            return -1
+    return int(4 * nstrips)
+
+
+@jit
+def _dtw_core(x: NDArray[np.float64], y: NDArray[np.float64], w: int, open_end: bool,
+              thr: float, buf: NDArray[np.float64]) -> tuple[float, int]:
+    """Accumulated squared cost (not yet square-rooted) and, for open end, the best column.
+
+    ``buf`` is scratch of length ``m + 1`` (reused by batch drivers). Returns ``(inf, -1)``
+    when abandoned by ``thr``.
+    """
+    n = x.shape[0]
+    m = y.shape[0]
+    below, above = _band(n, m, w, open_end)
+    buf[0] = 0.0
+    for j in range(1, m + 1):
+        buf[j] = _INF
+    done = _dtw_strips(x, y, buf, below, above, thr)
+    if done < 0:
+        return _INF, -1
+    if not _dtw_rows(x, y, buf, done, n, below, above, thr):
+        return _INF, -1
+    if not open_end:
+        v = float(buf[m])
+        if v > thr:
+            return _INF, -1
+        return v, m - 1
+    lo = max(0, n - 1 - below)
+    hi = min(m - 1, n - 1 + above)
+    best = _INF
+    arg = -1
+    for j in range(lo, hi + 1):
+        if buf[j + 1] < best:
+            best = buf[j + 1]
+            arg = j
+    if best > thr:
+        return _INF, -1
+    return best, arg
+
+
+@jit
+def _dtw_single(x: NDArray[np.float64], y: NDArray[np.float64], w: int, open_end: bool,
+                thr: float) -> tuple[float, int]:
+    buf = np.empty(y.shape[0] + 1)
+    return _dtw_core(x, y, w, open_end, thr, buf)
+
+
+@jit
+def _dtw_matrix(x: NDArray[np.float64], y: NDArray[np.float64], w: int,
+                open_end: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Banded accumulated-cost matrix: row ``i`` holds columns ``lo[i] ..`` (for paths)."""
+    n = x.shape[0]
+    m = y.shape[0]
+    d = x.shape[1]
+    below, above = _band(n, m, w, open_end)
+    width = min(m, below + above + 1)
+    acc = np.full((n, width), _INF)
+    los = np.empty(n, np.int64)
+    for i in range(n):
+        lo = max(0, i - below)
+        hi = min(m - 1, i + above)
+        los[i] = lo
+        for j in range(lo, hi + 1):
+            c = 0.0
+            for k in range(d):
+                t = x[i, k] - y[j, k]
+                c += t * t
+            if i == 0 and j == 0:
+                best = 0.0
+            else:
+                best = _INF
+                if i > 0:
+                    plo = los[i - 1]
+                    if plo <= j - 1 < plo + width:
+                        best = min(best, acc[i - 1, j - 1 - plo])
+                    if plo <= j < plo + width:
+                        best = min(best, acc[i - 1, j - plo])
+                if j > lo:
+                    best = min(best, acc[i, j - 1 - lo])
+            acc[i, j - lo] = c + best
+    return acc, los
+
+
+@jit
+def _traceback(acc: NDArray[np.float64], los: NDArray[np.int64], j_end: int) -> NDArray[np.int64]:
+    """Warping path from ``(0, 0)`` to ``(n - 1, j_end)``; ties prefer the diagonal."""
+    n = acc.shape[0]
+    width = acc.shape[1]
+    path = np.empty((n + j_end + 1, 2), np.int64)
+    i = n - 1
+    j = j_end
+    p = 0
+    path[p, 0] = i
+    path[p, 1] = j
+    p += 1
+    while i > 0 or j > 0:
+        best = _INF
+        bi = -1
+        bj = -1
+        if i > 0 and j > 0:
+            plo = los[i - 1]
+            if plo <= j - 1 < plo + width and acc[i - 1, j - 1 - plo] < best:
+                best = acc[i - 1, j - 1 - plo]
+                bi = i - 1
+                bj = j - 1
+        if i > 0:
+            plo = los[i - 1]
+            if plo <= j < plo + width and acc[i - 1, j - plo] < best:
+                best = acc[i - 1, j - plo]
+                bi = i - 1
+                bj = j
+        if j > 0:
+            lo = los[i]
+            if lo <= j - 1 < lo + width and acc[i, j - 1 - lo] < best:
+                best = acc[i, j - 1 - lo]
+                bi = i
+                bj = j - 1
+        i = bi
+        j = bj
+        path[p, 0] = i
+        path[p, 1] = j
+        p += 1
+    out = np.empty((p, 2), np.int64)
+    for q in range(p):
+        out[q, 0] = path[p - 1 - q, 0]
+        out[q, 1] = path[p - 1 - q, 1]
+    return out
+
+
+@jit
+def _envelope(y: NDArray[np.float64], n: int, below: int, above: int,
+              lower: NDArray[np.float64], upper: NDArray[np.float64]) -> None:
+    """Per row ``i`` of an ``n``-long query: min/max of ``y`` over the band columns."""
+    m = y.shape[0]
+    d = y.shape[1]
+    for i in range(n):
+        lo = max(0, i - below)
+        hi = min(m - 1, i + above)
+        for k in range(d):
+            mn = y[lo, k]
+            mx = y[lo, k]
+            for j in range(lo + 1, hi + 1):
+                v = y[j, k]
+                mn = min(mn, v)
+                mx = max(mx, v)
+            lower[i, k] = mn
+            upper[i, k] = mx
+
+
+@jit
+def _lb_keogh_env(x: NDArray[np.float64], lower: NDArray[np.float64],
+                  upper: NDArray[np.float64]) -> float:
+    """Squared LB_Keogh of ``x`` against a precomputed envelope."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            v = x[i, k]
+            if v > upper[i, k]:
+                t = v - upper[i, k]
+                s += t * t
+            elif v < lower[i, k]:
+                t = lower[i, k] - v
+                s += t * t
+    return s
+
+
+@jit
+def _lb_keogh(x: NDArray[np.float64], y: NDArray[np.float64], w: int) -> float:
+    n = x.shape[0]
+    below, above = _band(n, y.shape[0], w, False)
+    lower = np.empty((n, x.shape[1]))
+    upper = np.empty((n, x.shape[1]))
+    _envelope(y, n, below, above, lower, upper)
+    return _lb_keogh_env(x, lower, upper)
+
+
+@pjit
+def _dtw_batch_par(x: NDArray[np.float64], refs: NDArray[np.float64],
+                   lengths: NDArray[np.int64], w: int, thr: float, use_lb: bool,
+                   nthreads: int, out: NDArray[np.float64]) -> None:
+    """One query against many references; references split into one block per thread, each
+    block with its own scratch row and envelope buffers (no shared writes but ``out[r]``)."""
+    nref = refs.shape[0]
+    mmax = refs.shape[1]
+    n = x.shape[0]
+    d = x.shape[1]
+    nblocks = min(nref, nthreads * 4)
+    for blk in nb.prange(nblocks):
+        buf = np.empty(mmax + 1)
+        lower = np.empty((n, d))
+        upper = np.empty((n, d))
+        for r in range(blk, nref, nblocks):
+            y = refs[r][: lengths[r]]
+            if use_lb:
+                below, above = _band(n, y.shape[0], w, False)
+                _envelope(y, n, below, above, lower, upper)
+                if _lb_keogh_env(x, lower, upper) > thr:
+                    out[r] = _INF
+                    continue
+            v, _ = _dtw_core(x, y, w, False, thr, buf)
+            out[r] = np.sqrt(v)
+
+
+def _thr(max_dist: float | None) -> float:
+    if max_dist is None:
+        return float(np.inf)
+    if not (max_dist >= 0.0):
+        raise ValueError(f"max_dist must be >= 0, got {max_dist!r}")
+    return float(max_dist) ** 2
+
+
+def dtw_distance(x: NDArray[np.floating], y: NDArray[np.floating], window: int | None = None,
+                 max_dist: float | None = None) -> float:
+    """DTW distance ``sqrt(sum of squared Euclidean costs)`` between ``x`` (n, d) or (n,)
+    and ``y`` (m, d) or (m,); ``inf`` if ``max_dist`` is given and exceeded."""
+    xs, ys = as_series(x, "x"), as_series(y, "y")
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"x has {xs.shape[1]} channels, y has {ys.shape[1]}")
+    w = check_window(window, xs.shape[0], ys.shape[0])
+    v, _ = _dtw_single(xs, ys, w, False, _thr(max_dist))
+    return float(np.sqrt(v))
+
+
+def dtw_open_end(x: NDArray[np.floating], y: NDArray[np.floating],
+                 window: int | None = None) -> tuple[float, int]:
+    """Open-ended DTW: all of ``x`` (the trainee so far) against the best prefix of ``y``
+    (the reference). Returns ``(distance, j)`` where ``y[j]`` is the matched reference
+    position; band ``|i - j| <= window - 1`` (no length-difference widening)."""
+    xs, ys = as_series(x, "x"), as_series(y, "y")
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"x has {xs.shape[1]} channels, y has {ys.shape[1]}")
+    w = check_window(window, xs.shape[0], ys.shape[0])
+    if xs.shape[0] - 1 > ys.shape[0] - 1 + (w - 1):
+        # the band holds no cell of the last row: no open-end alignment exists
+        return float("inf"), -1
+    v, j = _dtw_single(xs, ys, w, True, np.inf)
+    return float(np.sqrt(v)), int(j)
+
+
+def dtw_path(x: NDArray[np.floating], y: NDArray[np.floating], window: int | None = None,
+             open_end: bool = False) -> tuple[float, NDArray[np.int64]]:
+    """Distance and warping path (``(p, 2)`` array of ``(i, j)`` from ``(0, 0)``).
+
+    Stores the banded cost matrix: memory ``n * min(m, band width) * 8`` bytes.
+    """
+    xs, ys = as_series(x, "x"), as_series(y, "y")
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"x has {xs.shape[1]} channels, y has {ys.shape[1]}")
+    w = check_window(window, xs.shape[0], ys.shape[0])
+    acc, los = _dtw_matrix(xs, ys, w, open_end)
+    n = xs.shape[0]
+    row = acc[n - 1]
+    if open_end:
+        k = int(np.argmin(row))
+        if not np.isfinite(row[k]):
+            raise ValueError("no open-end alignment inside this window")
+        j_end = int(los[n - 1]) + k
+    else:
+        j_end = ys.shape[0] - 1
+    total = float(acc[n - 1, j_end - los[n - 1]])
+    return float(np.sqrt(total)), _traceback(acc, los, j_end)
+
+
+def lb_keogh(x: NDArray[np.floating], y: NDArray[np.floating],
+             window: int | None = None) -> float:
+    """LB_Keogh lower bound of ``dtw_distance(x, y, window)`` (envelope of ``y`` over the
+    band of each row of ``x``; squared exceedances summed over channels, square-rooted)."""
+    xs, ys = as_series(x, "x"), as_series(y, "y")
+    if xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"x has {xs.shape[1]} channels, y has {ys.shape[1]}")
+    w = check_window(window, xs.shape[0], ys.shape[0])
+    return float(np.sqrt(_lb_keogh(xs, ys, w)))
+
+
+def dtw_batch(x: NDArray[np.floating], refs: NDArray[np.floating],
+              lengths: NDArray[np.integer] | None = None, window: int | None = None,
+              max_dist: float | None = None, use_lb: bool = True) -> NDArray[np.float64]:
+    """DTW distance of one query ``x`` (n, d) or (n,) to every reference in ``refs``
+    (N, m, d) or (N, m), in parallel. ``lengths`` gives each reference's true length when
+    they are padded to ``m``. With ``max_dist``, references beyond it (LB_Keogh first, then
+    early abandoning) are ``inf``. ``window`` is resolved against the longest reference."""
+    xs = as_series(x, "x")
+    r = np.asarray(refs)
+    if r.ndim == 2:
+        r = r[:, :, None]
+    if r.ndim != 3 or r.shape[0] == 0 or r.shape[1] == 0:
+        raise ValueError(f"refs must have shape (N, m, d) or (N, m), got {np.shape(refs)}")
+    if r.shape[2] != xs.shape[1]:
+        raise ValueError(f"x has {xs.shape[1]} channels, refs have {r.shape[2]}")
+    if not np.issubdtype(r.dtype, np.floating) and not np.issubdtype(r.dtype, np.integer):
+        raise ValueError(f"refs must be numeric, got dtype {r.dtype}")
+    r = np.ascontiguousarray(r, dtype=np.float64)
+    if lengths is None:
+        lens = np.full(r.shape[0], r.shape[1], np.int64)
+    else:
+        lens = np.asarray(lengths, dtype=np.int64)
+        if lens.shape != (r.shape[0],) or lens.min() < 1 or lens.max() > r.shape[1]:
+            raise ValueError("lengths must be one value in 1..m per reference")
+    for q in range(r.shape[0]):
+        if not np.isfinite(r[q, : lens[q]]).all():
+            raise ValueError(f"refs[{q}] contains NaN or inf")
+    w = check_window(window, xs.shape[0], r.shape[1])
+    out = np.empty(r.shape[0])
+    thr = _thr(max_dist)
+    _dtw_batch_par(xs, r, lens, w, thr, bool(use_lb and max_dist is not None),
+                   nb.get_num_threads(), out)
+    return out
