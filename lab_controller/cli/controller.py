@@ -1,0 +1,163 @@
+"""`labctl controller run`: the lab controller process; plus the API client helper for the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lab_controller.cli._common import CliError, settings_from
+from lab_controller.controller import (
+    ApiClient,
+    ClientSecurity,
+    Controller,
+    ControllerConfig,
+    DurableSink,
+    SecurityError,
+    ServerSecurity,
+    SessionObserver,
+    SpoolSink,
+)
+from lab_controller.settings import ConfigFileError, LabSettings
+
+log = logging.getLogger(__name__)
+
+
+def _settings(ctx: click.Context) -> LabSettings:
+    try:
+        return settings_from(ctx)
+    except ConfigFileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _load_factory(spec: str) -> Callable[..., Any]:
+    """`module:attribute` → the attribute (a factory called with the settings)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CliError(f"{spec!r}: expected module:factory")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"cannot load {spec}: {exc}") from exc
+    if not callable(factory):
+        raise CliError(f"{spec} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every API-using command shares: endpoint, keys, timeout."""
+    f = click.option("--timeout", type=float, default=10.0, show_default=True,
+                     help="Seconds to wait for the controller.")(f)
+    f = click.option("--server-key", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="LABCTL_CONTROLLER_PUBLIC_KEY",
+                     help="Controller public key file (CurveZMQ).")(f)
+    f = click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="LABCTL_INSTRUCTOR_KEY",
+                     help="Your instructor .key_secret file (CurveZMQ).")(f)
+    f = click.option("--api", "api_endpoint", default=None,
+                     help="Controller API endpoint (default: controller.api_endpoint).")(f)
+    return f
+
+
+def api_client(ctx: click.Context, api_endpoint: str | None, key_file: Path | None,
+               server_key: Path | None, timeout: float) -> ApiClient:
+    """An API client from the settings and the shared options."""
+    settings = _settings(ctx)
+    endpoint = api_endpoint or settings.controller.api_endpoint
+    security = None
+    if key_file is not None or server_key is not None:
+        if key_file is None or server_key is None:
+            raise CliError("CurveZMQ needs both --key and --server-key")
+        try:
+            security = ClientSecurity.load(key_file, server_key)
+        except SecurityError as exc:
+            raise CliError(str(exc)) from exc
+    return ApiClient(endpoint, timeout_s=timeout, security=security)
+
+
+@click.group("controller")
+def controller_group() -> None:
+    """Run the lab controller (rig registry, sessions, data path, instructor API)."""
+
+
+@controller_group.command("run")
+@click.option("--control", "control_endpoint", help="Control endpoint (bind).")
+@click.option("--data", "data_endpoint", help="Data endpoint (bind).")
+@click.option("--api", "api_endpoint", help="Instructor API endpoint (bind).")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Spool directory (default: spool_dir of the settings).")
+@click.option("--spool-max-bytes", type=int, default=None,
+              help="Stop acknowledging (back-pressure) when the spool holds this much.")
+@click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats.")
+@click.option("--grace", type=float, help="Seconds an interrupted session waits for its rig.")
+@click.option("--sink", "sink_spec", help="module:factory(settings) returning a DurableSink "
+              "(default: the spool).")
+@click.option("--observer", "observer_specs", multiple=True,
+              help="module:factory(settings) returning a SessionObserver (repeatable).")
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    control_endpoint: str | None,
+    data_endpoint: str | None,
+    api_endpoint: str | None,
+    spool_dir: Path | None,
+    spool_max_bytes: int | None,
+    heartbeat_interval: float | None,
+    grace: float | None,
+    sink_spec: str | None,
+    observer_specs: tuple[str, ...],
+) -> None:
+    """Run the controller until interrupted (Ctrl-C or SIGTERM)."""
+    settings = _settings(ctx)
+    overrides: dict[str, Any] = {}
+    for key, value in (("control_endpoint", control_endpoint), ("data_endpoint", data_endpoint),
+                       ("api_endpoint", api_endpoint),
+                       ("heartbeat_interval_s", heartbeat_interval),
+                       ("interrupted_grace_s", grace)):
+        if value is not None:
+            overrides[key] = value
+    cfg = ControllerConfig.from_settings(settings, **overrides)
+    security = None
+    if cfg.curve_secret_key_file is not None:
+        if cfg.curve_allowed_keys_dir is None:
+            raise CliError("controller.curve_allowed_keys_dir is required with a secret key")
+        try:
+            security = ServerSecurity.load(cfg.curve_secret_key_file, cfg.curve_allowed_keys_dir)
+        except SecurityError as exc:
+            raise CliError(str(exc)) from exc
+    sink: DurableSink
+    if sink_spec:
+        sink = _load_factory(sink_spec)(settings)
+    else:
+        sink = SpoolSink(spool_dir or settings.spool_dir, max_bytes=spool_max_bytes)
+    observers: list[SessionObserver] = [_load_factory(s)(settings) for s in observer_specs]
+    ctrl = Controller(cfg, sink, observers=observers, security=security)
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        endpoints = ctrl.start()
+    except Exception as exc:
+        sink.close()
+        raise CliError(f"controller failed to start: {exc}") from exc
+    mode = "CurveZMQ" if security else "plain (loopback)"
+    click.echo(f"controller {ctrl.controller_id} pid {os.getpid()} {mode} listening: "
+               + " ".join(f"{k}={v}" for k, v in endpoints.items()), err=False)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        ctrl.stop()
+        sink.close()
+        click.echo("controller stopped")
