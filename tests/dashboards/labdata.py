@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from dashboards.check import Column, Result
+
 NOW = datetime(2026, 11, 2, 10, 0, 0, tzinfo=UTC)
 """The moment the live class is looked at; every range in the tests ends here."""
 
@@ -251,3 +253,20 @@ def _ops_rows(rng: random.Random) -> Any:
         for kind, value in dropped.items():
             yield (t, "site-a", "transport", "rig-02", "frames_dropped", kind, value)
         yield (t, "site-a", "transport", "rig-03", "frames_nacked", "seq_gap", nacked)
+
+
+def make_runner(conn: psycopg.Connection[Any]) -> Any:
+    """Run SQL read-only (as the Grafana role would) and name the result types."""
+
+    def run(sql: str) -> Result:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            cur = conn.execute(sql.encode())
+            rows = cur.fetchall()
+            columns = []
+            for d in cur.description or []:
+                info = conn.adapters.types.get(d.type_code)
+                columns.append(Column(d.name, info.name if info else str(d.type_code)))
+        return Result(columns, rows)
+
+    return run

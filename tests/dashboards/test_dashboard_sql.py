@@ -14,29 +14,13 @@ from typing import Any
 import labdata
 import psycopg
 import pytest
+from labdata import make_runner
 
 from dashboards import all_dashboards
 from dashboards.boards import cohort, live_class, operations, session_review, trainee_progress
-from dashboards.check import Column, QueryCheck, Result, check_dashboard
+from dashboards.check import QueryCheck, check_dashboard
 from dashboards.macros import TimeRange
 from telemetry.migrate import migrate
-
-
-def make_runner(conn: psycopg.Connection[Any]) -> Any:
-    """Run SQL read-only (as the Grafana role would) and name the result types."""
-
-    def run(sql: str) -> Result:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            cur = conn.execute(sql.encode())
-            rows = cur.fetchall()
-            columns = []
-            for d in cur.description or []:
-                info = conn.adapters.types.get(d.type_code)
-                columns.append(Column(d.name, info.name if info else str(d.type_code)))
-        return Result(columns, rows)
-
-    return run
 
 
 @pytest.fixture(scope="module")
