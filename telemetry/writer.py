@@ -46,7 +46,7 @@ from telemetry.schema import (
     METRIC_SPOOL_BYTES,
     METRIC_SPOOL_RECORDS,
 )
-from telemetry.spool import Spool, SpoolFullError, SpoolRecord
+from telemetry.spool import DEFAULT_SEGMENT_BYTES, Spool, SpoolFullError, SpoolRecord
 from telemetry.store import POSE_STREAM, SCORE_STREAM, Store, WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,12 @@ class TelemetryWriter:
         self.config = config
         self._on_ack = on_ack
         self._store = Store(config.site_id)
-        self._spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes)
+        seg = DEFAULT_SEGMENT_BYTES
+        if config.spool_max_bytes is not None:
+            # The spool frees space a whole segment at a time: with a size limit, segments of
+            # 1/8 of it let a drained spool accept data again long before it is empty.
+            seg = max(64 * 1024, min(seg, config.spool_max_bytes // 8))
+        self._spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, segment_bytes=seg)
         self._queue: deque[_Pending] = deque()
         self._queue_rows = 0
         self._qcond = threading.Condition()
@@ -289,6 +294,12 @@ class TelemetryWriter:
         cfg = self.config
         busy = bool(self._held) or (self._spool.pending_records > 0 and self._conn is not None)
         with self._qcond:
+            if self._held:
+                # Stalled on a batch nobody could take: take nothing more, so the queue fills
+                # and submit() blocks (back-pressure up to the rigs).
+                if not self._stop:
+                    self._qcond.wait(0.02)
+                return []
             if not self._queue:
                 if self._stop:
                     return None
@@ -361,6 +372,8 @@ class TelemetryWriter:
         if self._conn is not None and self._spool.pending_records == 0 and not self._spilling():
             try:
                 self._write_db(items, from_spool=False)
+                self._stats.state = WriterState.DATABASE
+                self._stats.error = None
                 self._finish(items)
                 return
             except _OUTAGE as exc:
