@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from controller_testkit import ScriptedRig  # noqa: E402
+from controller_testkit import ScriptedRig
 
-from lab_controller.controller import (  # noqa: E402
+from lab_controller.controller import (
     ApiClient,
     Controller,
     ControllerConfig,

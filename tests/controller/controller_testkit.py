@@ -343,3 +343,98 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ── process helpers (real agents, a real controller process) ────────────────────────────────
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def free_port() -> int:
+    """A TCP port free right now on loopback (tiny race, fine for tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_agent(control: str, rig_id: str, *extra: str, log: Path | None = None
+                ) -> subprocess.Popen[bytes]:
+    """`python -m devices.agent` as its own process (the real rig agent)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen([PY, "-m", "devices.agent", "--controller", control,
+                             "--rig-id", rig_id, *extra], cwd=REPO, stdout=out,
+                            stderr=subprocess.STDOUT)
+
+
+def spawn_controller(ports: tuple[int, int, int], spool: Path, *extra: str,
+                     log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`labctl controller run` as its own process; returns once it listens."""
+    c, d, a = ports
+    env = dict(os.environ, LABCTL_STATE_DIR=str(spool.parent / "state"))
+    out_path = log or spool.parent / "controller.log"
+    out = open(out_path, "ab")  # noqa: SIM115
+    p = subprocess.Popen(
+        [PY, "-m", "lab_controller.cli", "controller", "run",
+         "--control", f"tcp://127.0.0.1:{c}", "--data", f"tcp://127.0.0.1:{d}",
+         "--api", f"tcp://127.0.0.1:{a}", "--spool-dir", str(spool), *extra],
+        cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        if "listening" in out_path.read_text(errors="replace").split("controller stopped")[-1]:
+            return p
+        if p.poll() is not None:
+            raise RuntimeError(out_path.read_text())
+        time.sleep(0.05)
+    raise RuntimeError("controller did not start: " + out_path.read_text())
+
+
+def kill9(p: subprocess.Popen[bytes]) -> None:
+    """SIGKILL by pid (a crash, no cleanup) and reap."""
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+
+
+def terminate(p: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by pid, then SIGKILL if it does not exit."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            kill9(p)
+
+
+def wait_for(cond: Any, timeout: float = 10.0, every: float = 0.02) -> bool:
+    """Poll `cond()` until true or `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if cond():
+                return True
+        except Exception:  # e.g. the API not up yet
+            pass
+        time.sleep(every)
+    return False
+
+
+def stored_samples(spool_dir: Path) -> dict[str, list[int]]:
+    """Per session: every sample sequence number in the spool, in storage order."""
+    from lab_controller.controller import decode_spool_record
+    from telemetry.spool import Spool
+
+    out: dict[str, list[int]] = {}
+    with Spool(spool_dir) as sp:
+        for rec in sp.records():
+            ch = decode_spool_record(rec.payload)
+            out.setdefault(str(ch.session_id), []).extend(
+                range(ch.first_seq, ch.first_seq + ch.count))
+    return out
