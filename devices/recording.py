@@ -216,9 +216,9 @@ def read_export(path: str | Path, *, rate_hz: float | None = None,
 def _as_bool(values: Any) -> NDArray[np.bool_]:
     arr = np.asarray(values)
     if arr.dtype == bool:
-        return arr
+        return arr.astype(bool)
     if arr.dtype.kind in "iuf":
-        return arr != 0
+        return np.asarray(arr != 0, dtype=bool)
     return np.asarray(np.isin(np.char.lower(arr.astype(str)), ["t", "true", "1"]), dtype=bool)
 
 
