@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from grafana_client.api import GrafanaApi
-from grafana_client.client import GrafanaClientError
+from grafana_client.client import GrafanaClientError, GrafanaException
 
 from dashboards.common import (
     DATASOURCE_NAME,
@@ -30,6 +30,10 @@ _VOLATILE_DASHBOARD_KEYS = frozenset({"id", "version"})
 # Data source fields we own; Grafana adds many more (id, orgId, readOnly, typeLogoUrl, ...).
 _OWNED_DATASOURCE_KEYS = ("access", "basicAuth", "database", "isDefault", "jsonData", "name",
                           "type", "url", "user")
+
+
+class ProvisionError(RuntimeError):
+    """Grafana refused a request or could not be reached; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,16 @@ def provision(
     config: DataSourceConfig | None = None,
     password: str | None = None,
 ) -> list[Change]:
-    """Create or update the folder, the data source and `dashboards`; say what changed."""
-    changes = [_ensure_folder(api), _ensure_datasource(api, config or DataSourceConfig(), password)]
-    changes.extend(_ensure_dashboard(api, model) for model in dashboards)
+    """Create or update the folder, the data source and `dashboards`; say what changed.
+
+    Raises ProvisionError (callers need not know grafana-client's exception types).
+    """
+    try:
+        changes = [_ensure_folder(api),
+                   _ensure_datasource(api, config or DataSourceConfig(), password)]
+        changes.extend(_ensure_dashboard(api, model) for model in dashboards)
+    except GrafanaException as exc:
+        raise ProvisionError(f"Grafana refused: {exc}") from exc
+    except OSError as exc:  # connection refused, name not resolved, ...
+        raise ProvisionError(f"cannot reach Grafana: {exc}") from exc
     return changes

@@ -21,7 +21,7 @@ from dashboards import all_dashboards
 from dashboards.check import Column, QueryCheck, Result, SqlRunner, check_dashboard
 from dashboards.files import outline, write_all
 from dashboards.macros import MacroError, TimeRange, parse_interval
-from dashboards.provision import DataSourceConfig, connect, provision
+from dashboards.provision import DataSourceConfig, ProvisionError, connect, provision
 from lab_controller.cli._common import CliError, settings_from
 from lab_controller.settings import ConfigFileError, LabSettings
 
@@ -97,15 +97,11 @@ def provision_command(ctx: click.Context, url: str | None, token: str | None,
         raise CliError("no Grafana URL: pass --url or set GRAFANA_URL / grafana_url")
     if token is None and settings.grafana_token is not None:
         token = settings.grafana_token.get_secret_value()
-    from grafana_client.client import GrafanaException
-
     try:
         changes = provision(connect(url, token), all_dashboards(),
                             _config(db_url, db_name, db_user, sslmode), db_password)
-    except GrafanaException as exc:
-        raise CliError(f"Grafana at {url}: {exc}") from exc
-    except OSError as exc:
-        raise CliError(f"cannot reach Grafana at {url}: {exc}") from exc
+    except ProvisionError as exc:
+        raise CliError(f"{url}: {exc}") from exc
     for change in changes:
         click.echo(str(change))
     counts = {a: sum(c.action == a for c in changes) for a in ("created", "updated", "unchanged")}

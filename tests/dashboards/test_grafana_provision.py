@@ -12,12 +12,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from grafana_client.client import GrafanaUnauthorizedError
 from grafana_standin import GrafanaStandIn
 
 from dashboards import all_dashboards
 from dashboards.common import DATASOURCE_UID, FOLDER_UID
-from dashboards.provision import DataSourceConfig, connect, provision
+from dashboards.provision import DataSourceConfig, ProvisionError, connect, provision
 
 
 @pytest.fixture
@@ -76,9 +75,17 @@ def test_only_what_differs_is_updated(grafana: GrafanaStandIn) -> None:
 
 
 def test_bad_token_is_refused(grafana: GrafanaStandIn) -> None:
-    with pytest.raises(GrafanaUnauthorizedError):
+    with pytest.raises(ProvisionError, match="Unauthorized"):
         provision(connect(grafana.url, "wrong"), all_dashboards())
     assert not grafana.writes()
+
+
+def test_unreachable_grafana_is_a_provision_error() -> None:
+    server = GrafanaStandIn().start()
+    url = server.url
+    server.stop()  # nothing listens on that port any more
+    with pytest.raises(ProvisionError, match="reach|refused|Connection"):
+        provision(connect(url, "t", timeout=2), all_dashboards())
 
 
 @pytest.mark.skipif(
