@@ -84,7 +84,7 @@ def test_unreachable_grafana_is_a_provision_error() -> None:
     server = GrafanaStandIn().start()
     url = server.url
     server.stop()  # nothing listens on that port any more
-    with pytest.raises(ProvisionError, match="reach|refused|Connection"):
+    with pytest.raises(ProvisionError, match=r"reach|refused|Connection"):
         provision(connect(url, "t", timeout=2), all_dashboards())
 
 
