@@ -908,7 +908,12 @@ class RigAgent:
             if self.inflight_chunks >= self.max_inflight_chunks:
                 self.stats["window_full"] += 1
                 return
-            out = self._pending.popleft() if self._pending else self._next_from_spool()
+            if self._pending:
+                out: _Out | None = self._pending.popleft()
+            elif self.inflight_chunks and self.mem_bytes >= self.config.memory_limit_bytes:
+                return  # chunks read back from the spool count against the memory bound too
+            else:
+                out = self._next_from_spool()
             if out is None:
                 return
             stream = self.streams.get(out.key)
