@@ -27,7 +27,7 @@ STREAMING = value_mappings({"1": ("streaming", GREEN), "0": ("silent", RED)})
 
 def build() -> Json:
     panels = [
-        stat("Rigs", q.SUMMARY, width=24, height=4, color_mode="value",
+        stat("Rigs now", q.SUMMARY, width=24, height=4, color_mode="value",
              description=f"Rigs that stored a frame in the last {q.STREAMING_WITHIN_S} s, rigs "
                          "the controller reports online, registered rigs."),
         state_timeline("Streaming", q.RIG_STREAMING, mappings=STREAMING,
@@ -46,7 +46,7 @@ def build() -> Json:
                  stacked=True, description="Counter increases over the range."),
         timeseries("Dropped and NACKed frames", q.DROPPED_RATE, draw="bars",
                    description="Counter increases per interval."),
-        table("Rigs", q.RIG_TABLE, width=24,
+        table("Rig status", q.RIG_TABLE, width=24,
               description="Nominal and measured rate, last stored frame, current session state.",
               overrides=[override("since_frame", unit="s", decimals=1,
                                   thresholds=thresholds((None, GREEN), (3, RED)),

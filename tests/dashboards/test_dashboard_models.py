@@ -147,3 +147,9 @@ def test_no_sql_built_with_str_format() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert ".format(" not in text and "% (" not in text, path
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m["uid"])
+def test_panel_titles_are_unique(model: dict[str, Any]) -> None:
+    titles = [p["title"] for p in panels(model)]
+    assert len(titles) == len(set(titles))
