@@ -151,3 +151,11 @@ def test_intervals() -> None:
     assert format_interval(timedelta(minutes=90)) == "1h"
     assert format_interval(timedelta(microseconds=10)) == "1ms"
     assert format_interval(timedelta(days=800)) == "2y"
+
+
+def test_time_group_fill_argument_does_not_change_the_sql() -> None:
+    # Grafana uses the fill value to fill gaps in the result frame, not in the SQL.
+    assert expand("$__timeGroup(ts, '1m', 0)", RANGE) == "time_bucket('60.000s',ts)"
+    assert expand("$__timeGroupAlias(ts, '1m', NULL)", RANGE, timescaledb=False) == (
+        'floor(extract(epoch from ts)/60)*60 AS "time"'
+    )
