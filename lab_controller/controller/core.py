@@ -660,8 +660,8 @@ class Controller:
         for session in self.sessions.all():
             if (session.state is S.INTERRUPTED and session.interrupted_at is not None
                     and now - session.interrupted_at > self.cfg.interrupted_grace_s):
-                self.sessions.move(session, S.FAILED, f"rig did not return within "
-                                   f"{self.cfg.interrupted_grace_s:g} s")
+                self.sessions.move(session, S.FAILED, "rig did not return within the grace "
+                                   f"period of {self.cfg.interrupted_grace_s:g} s")
                 self._session_ended(session)
 
     def _send_heartbeats(self) -> None:
@@ -776,8 +776,8 @@ class Controller:
 
     def _data_ack(self, sid: str) -> P.DataAck:
         seqs = self.seq[sid]
-        top = seqs.received.ranges[-1][1] - 1 if seqs.received.ranges else -1
-        return P.DataAck(session_id=sid, durable_seq=seqs.durable_upto, received_seq=top)
+        return P.DataAck(session_id=sid, durable_seq=seqs.durable_upto,
+                         received_seq=seqs.highest_received)
 
     def _send_acks(self) -> None:
         durable = self.sink.durable()
@@ -851,7 +851,7 @@ class Controller:
             "clock_offset_s": ex.clock_offset_s if ex else None,
             "samples": seqs.samples if seqs else 0,
             "durable_seq": seqs.durable_upto if seqs else -1,
-            "received_seq": seqs.received_upto if seqs else -1,
+            "received_seq": seqs.highest_received if seqs else -1,
             "gaps": seqs.gaps_detected if seqs else 0,
             "open_gaps": [list(g) for g in seqs.open_gaps] if seqs else [],
             "duplicates": seqs.duplicate_samples if seqs else 0,

@@ -122,6 +122,11 @@ class SessionSequence:
         return self.received.contiguous_end(self.base) - 1
 
     @property
+    def highest_received(self) -> int:
+        """Highest seq received, contiguous or not (-1 if none): DATA_ACK's received_seq."""
+        return self.received.ranges[-1][1] - 1 if self.received.ranges else -1
+
+    @property
     def open_gaps(self) -> list[tuple[int, int]]:
         """Ranges still missing below the highest received sample."""
         return self.received.holes(self.base)

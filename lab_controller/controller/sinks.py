@@ -170,13 +170,17 @@ class SpoolSink:
         directory: Path | str,
         *,
         max_bytes: int | None = None,
+        segment_bytes: int | None = None,
         linger_s: float = DEFAULT_LINGER_S,
         max_queued_chunks: int = DEFAULT_MAX_QUEUED_CHUNKS,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         on_durable: Callable[[], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.spool = Spool(self.directory, max_bytes=max_bytes)
+        if segment_bytes is None:
+            self.spool = Spool(self.directory, max_bytes=max_bytes)
+        else:
+            self.spool = Spool(self.directory, max_bytes=max_bytes, segment_bytes=segment_bytes)
         self._linger_s = linger_s
         self._max_chunks = max_queued_chunks
         self._max_bytes = max_queued_bytes

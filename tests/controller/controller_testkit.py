@@ -85,6 +85,7 @@ class ScriptedRig:
         self.errors: list[P.Error] = []
         self.paused = False  # stop producing samples (e.g. to test backlog)
         self.hung = False  # stop answering and heartbeating (an application hang)
+        self.ignore_commands = False  # never answer START/STOP/ABORT (command timeout tests)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_rx = time.monotonic()
@@ -279,6 +280,8 @@ class ScriptedRig:
                 t1 = self.rig_time()
                 self.send(P.TimeSyncReply(probe_id=msg.probe_id, t0=msg.t0, t1=t1,
                                           t2=self.rig_time()))
+        elif isinstance(msg, P.Start | P.Stop | P.Abort) and self.ignore_commands:
+            return
         elif isinstance(msg, P.Start):
             if msg.command_id in self.answers:
                 self.send(self.answers[msg.command_id])

@@ -1,0 +1,194 @@
+"""Session engine behaviour against a scripted rig over real loopback sockets (in-process)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Harness
+from controller_testkit import LAYOUT, ScriptedRig, wait_for
+
+from lab_controller import protocol as P
+from lab_controller.controller import (
+    ApiError,
+    Controller,
+    ControllerConfig,
+    MemorySink,
+    SessionInfo,
+)
+
+
+def _show(h: Harness, sid: str) -> dict[str, object]:
+    return h.client().request(P.ApiSessionShow(session_id=sid)).data["session"]
+
+
+def _start(h: Harness, rig: str, **kw: object) -> str:
+    reply = h.client().request(P.ApiSessionStart(rig_id=rig, exercise_id="fillet",
+                                                 trainee="t", **kw))
+    return str(reply.data["session"]["session_id"])
+
+
+def test_hung_rig_interrupts_then_resumes_within_grace(harness: Harness) -> None:
+    harness.start()
+    rig = harness.rig("rig-h")
+    assert rig.wait(lambda: rig.handle != 0)
+    sid = _start(harness, "rig-h")
+    assert rig.wait(lambda: rig.next_seq > 30)
+    rig.hung = True  # application hang: the TCP connection stays up, nothing is answered
+    assert wait_for(lambda: _show(harness, sid)["state"] == "interrupted", 2)
+    rig.hung = False
+    assert wait_for(lambda: _show(harness, sid)["state"] == "running", 5)
+    harness.client().request(P.ApiSessionStop(session_id=sid))
+    assert wait_for(lambda: _show(harness, sid)["state"] == "finished", 5)
+    s = _show(harness, sid)
+    assert s["gaps"] == 0 and s["durable_seq"] == s["end_of_stream"]["last_seq"]  # type: ignore[index]
+
+
+def test_interrupted_session_fails_after_grace_and_abort_needs_no_rig(harness: Harness) -> None:
+    harness.start(interrupted_grace_s=0.5)
+    a, b = harness.rig("rig-g1"), harness.rig("rig-g2")
+    assert wait_for(lambda: a.handle and b.handle)
+    s1, s2 = _start(harness, "rig-g1"), _start(harness, "rig-g2")
+    a.hung = b.hung = True
+    assert wait_for(lambda: _show(harness, s2)["state"] == "interrupted", 2)
+    reply = harness.client().request(P.ApiSessionAbort(session_id=s2, reason="rig broke"))
+    assert reply.data["session"]["state"] == "aborted"
+    assert wait_for(lambda: _show(harness, s1)["state"] == "failed", 3)
+    assert "grace" in str(_show(harness, s1)["reason"])
+
+
+def test_fail_fast_busy_dead_unknown_and_timeout(harness: Harness) -> None:
+    harness.start(command_timeout_s=0.5)
+    rig = harness.rig("rig-f")
+    mute = harness.rig("rig-mute")
+    assert wait_for(lambda: rig.handle and mute.handle)
+    api = harness.client()
+    _start(harness, "rig-f")
+    with pytest.raises(ApiError) as busy:
+        _start(harness, "rig-f")
+    assert busy.value.code == "busy"
+    with pytest.raises(ApiError) as unknown:
+        _start(harness, "rig-nobody")
+    assert unknown.value.code == "not_found"
+    with pytest.raises(ApiError) as nosession:
+        api.request(P.ApiSessionStop(session_id=str(uuid.uuid4())))
+    assert nosession.value.code == "unknown_session"
+    mute.ignore_commands = True
+    t0 = time.monotonic()
+    with pytest.raises(ApiError) as timeout:
+        _start(harness, "rig-mute")
+    assert timeout.value.code == "timeout" and time.monotonic() - t0 < 2
+    sessions = api.request(P.ApiSessions(active_only=False)).data["sessions"]
+    failed = [s for s in sessions if s["rig_id"] == "rig-mute"]
+    assert failed[0]["state"] == "failed" and "timeout" in failed[0]["reason"]
+
+
+class CueEveryChunk:
+    """An observer that returns one cue per chunk and records the calls it got."""
+
+    def __init__(self) -> None:
+        self.started: list[SessionInfo] = []
+        self.samples = 0
+        self.ended: list[tuple[str, str]] = []
+
+    def on_start(self, info: SessionInfo) -> None:
+        self.started.append(info)
+
+    def on_chunk(self, session_id: str, chunk: P.SampleChunk) -> Sequence[P.Cue]:
+        self.samples += chunk.count
+        return [P.Cue(session_id=session_id, parameter="travel_speed",
+                      direction=P.CueDirection.DECREASE, ref_seq=chunk.header.last_seq,
+                      controller_time=0.0)]
+
+    def on_end(self, session_id: str, final_state: str) -> None:
+        self.ended.append((session_id, final_state))
+
+
+def test_observer_sees_every_sample_once_and_cues_reach_the_rig(harness: Harness) -> None:
+    obs = CueEveryChunk()
+    ctrl = harness.start(observers=[obs])
+    rig = harness.rig("rig-cue")
+    assert rig.wait(lambda: rig.handle != 0)
+    sid = _start(harness, "rig-cue", rubric_version="v3")
+    assert rig.wait(lambda: len(rig.cues) > 50, 5)
+    harness.client().request(P.ApiSessionStop(session_id=sid))
+    assert wait_for(lambda: obs.ended == [(sid, "finished")], 5)
+    last = _show(harness, sid)["end_of_stream"]["last_seq"]  # type: ignore[index]
+    assert obs.samples == last + 1
+    assert obs.started[0].session_id == sid and obs.started[0].rubric_version == "v3"
+    assert obs.started[0].trackers == LAYOUT.trackers
+    assert all(c.session_id == sid and c.controller_time > 0 for c in rig.cues)
+    lat = ctrl.status()["cue_latency_ms"]
+    assert lat["n"] > 50 and lat["p99"] < 20.0, lat
+
+
+def test_slow_sink_pushes_back_without_loss(tmp_path: Path) -> None:
+    """A sink that refuses for a while: chunks are held, the data socket pauses, nothing lost."""
+    sink = MemorySink()
+    cfg = ControllerConfig(control_endpoint="tcp://127.0.0.1:*",
+                           data_endpoint="tcp://127.0.0.1:*", api_endpoint="tcp://127.0.0.1:*",
+                           heartbeat_interval_s=0.2)
+    ctrl = Controller(cfg, sink)
+    ctrl.start()
+    rig = ScriptedRig(ctrl.endpoints["control"], "rig-bp", window=8).start()
+    try:
+        assert rig.wait(lambda: rig.handle != 0)
+        from lab_controller.controller import ApiClient
+
+        with ApiClient(ctrl.endpoints["api"]) as api:
+            sid = api.request(P.ApiSessionStart(rig_id="rig-bp", exercise_id="x", trainee="t")
+                              ).data["session"]["session_id"]
+            assert rig.wait(lambda: rig.next_seq > 30)
+            sink.busy = True
+            time.sleep(1.0)
+            status = api.request(P.ApiRigs()).data["controller"]
+            assert status["held_events"] >= 1
+            assert len(rig.store) > 8  # the rig keeps what is not acknowledged
+            assert rig.wait(lambda: all(r.alive for r in ctrl.registry))  # control still served
+            sink.busy = False
+            api.request(P.ApiSessionStop(session_id=sid))
+            assert wait_for(lambda: api.request(P.ApiSessionShow(session_id=sid)
+                                                ).data["session"]["state"] == "finished", 5)
+            last = api.request(P.ApiSessionShow(session_id=sid)
+                               ).data["session"]["end_of_stream"]["last_seq"]
+        seqs = [s for c in sink.chunks for s in range(c.first_seq, c.first_seq + c.count)]
+        assert seqs == list(range(last + 1))
+    finally:
+        rig.stop()
+        ctrl.stop()
+
+
+def test_out_of_order_chunk_is_kept_gap_counted_and_filled(harness: Harness) -> None:
+    """A chunk beyond a hole is stored, the ack stays at the contiguous prefix until filled."""
+    ctrl = harness.start()
+    rig = harness.rig("rig-gap")
+    assert rig.wait(lambda: rig.handle != 0)
+    rig.paused = True  # the test sends the chunks itself (the rig thread sends none)
+    sid = _start(harness, "rig-gap")
+    assert rig.wait(lambda: rig.state is P.RigState.RUNNING)
+
+    def send(first: int, n: int) -> None:
+        poses = np.zeros((n, 2, 7), np.float32)
+        poses[:, :, 0] = np.arange(first, first + n)[:, None]
+        poses[:, :, 6] = 1
+        rig.send_raw(list(P.encode_chunk(
+            rig_handle=rig.handle, layout=LAYOUT, session_id=uuid.UUID(sid), first_seq=first,
+            rig_time_first=1.0, period=0.01, poses=poses,
+            analog=np.zeros((n, 1), np.float32))), data=True)
+
+    send(0, 5)
+    send(10, 5)
+    assert wait_for(lambda: (_show(harness, sid)["durable_seq"], _show(harness, sid)["received_seq"])
+                    == (4, 14))
+    s = _show(harness, sid)
+    assert s["gaps"] == 1
+    assert s["open_gaps"] == [[5, 10]] and s["durable_seq"] == 4 and s["received_seq"] == 14
+    send(3, 7)  # overlaps 3..4: only 5..9 are new
+    assert wait_for(lambda: _show(harness, sid)["durable_seq"] == 14)
+    s = _show(harness, sid)
+    assert s["open_gaps"] == [] and s["duplicates"] == 2 and s["samples"] == 15
+    assert ctrl.status()["bad_input_total"] == 0
