@@ -402,3 +402,8 @@ METRIC_SAMPLE_RATE_HZ: Final = "sample_rate_hz"
 METRIC_FRAMES_DROPPED: Final = "frames_dropped"  # label = kind
 METRIC_FRAMES_NACKED: Final = "frames_nacked"  # label = kind
 METRIC_CLOCK_OFFSET_MS: Final = "clock_offset_ms"
+
+DASHBOARD_ROLE: Final = "grafana_reader"
+"""Read-only role Grafana logs in as: every table and view except the identity tables."""
+WRITER_ROLE: Final = "labctl_writer"
+"""Role of the ingest writer: insert/update the telemetry, no access to identities."""

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from telemetry_factories import score_batch
 
 from telemetry.records import (
     Cue,
     MetricBreakdown,
     OpsMetric,
     PoseBatch,
-    ScoreWindowBatch,
     SessionEvent,
     SessionRecord,
     SessionResult,
@@ -192,28 +192,6 @@ def test_many_sessions_shapes_and_batch_limits(tdsn: str, tmp_path: Path, pose_b
         assert len(rows[3][5]) == j % 3
 
 
-def _score_batch(sid: uuid.UUID, w0: int, n: int) -> ScoreWindowBatch:
-    params = ("work_angle", "travel_speed")
-    idx = np.arange(w0, w0 + n, dtype=np.int32)
-    return ScoreWindowBatch(
-        session_id=sid,
-        rig_id="rig-01",
-        window_idx=idx,
-        time_us=1_793_520_000_000_000 + idx.astype(np.int64) * 250_000,
-        seq_hi=idx.astype(np.int64) * 30 + 29,
-        progress=(idx / 100).astype(np.float32),
-        alignment_distance=(idx * 0.5).astype(np.float32),
-        window_score=np.full(n, 80, np.float32),
-        params=params,
-        mean=np.tile(np.array([45.0, 6.0], np.float32), (n, 1)),
-        std=np.ones((n, 2), np.float32),
-        frac_in_window=np.full((n, 2), 0.75, np.float32),
-        ideal=np.array([45, 6], np.float32),
-        lo=np.array([40, 4], np.float32),
-        hi=np.array([50, 8], np.float32),
-    )
-
-
 def test_low_rate_records(tdsn: str, tmp_path: Path) -> None:
     sid = uuid.uuid4()
     t = 1_793_520_000_000_000
@@ -222,8 +200,8 @@ def test_low_rate_records(tdsn: str, tmp_path: Path) -> None:
         w.submit(SessionRecord(sid, "rig-01", "assigned", trainee_id="T-001", exercise_id="weld-t",
                                rubric_id="weld-t", rubric_version=2, created_us=t))  # fmt: skip
         w.submit(SessionRecord(sid, "rig-01", "running", started_us=t + 1_000_000, gap_count=1))
-        w.submit(_score_batch(sid, 0, 10))
-        w.submit(_score_batch(sid, 5, 10))  # windows 5..9 again
+        w.submit(score_batch(sid, 0, 10))
+        w.submit(score_batch(sid, 5, 10))  # windows 5..9 again
         w.submit(Cue(t + 5, sid, "rig-01", "too_high", "work_angle", 2, 58.0, "lower the torch"))
         w.submit(Cue(t + 5, sid, "rig-01", "too_high", "work_angle", 2, 58.0, "lower the torch"))
         w.submit(SessionEvent(t + 7, sid, "state:running", "rig-01", {"by": "instructor"}))
