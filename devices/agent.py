@@ -530,7 +530,9 @@ class RigAgent:
         self.max_inflight_chunks = w.max_inflight_chunks
         self.max_inflight_bytes = w.max_inflight_bytes
         self._last_rx = time.monotonic()
-        endpoint = self.config.data_endpoint or w.data_endpoint or P.data_endpoint_for(self.config.controller)
+        endpoint = self.config.data_endpoint or _reachable(
+            w.data_endpoint or P.data_endpoint_for(self.config.controller), self.config.controller
+        )
         if not same or self.data is None:
             self._connect_data(endpoint)
         for entry in w.resume:
@@ -647,6 +649,9 @@ class RigAgent:
         try:
             self.driver.stop()
             self._read_driver(final=True)
+            last = self._pending[-1] if self._pending else None
+            if last is not None and last.key == stream.key and not last.sent:
+                last.frame0 = P.patch_chunk(last.frame0, add_flags=P.ChunkFlags.LAST)
         except Exception as exc:
             log.exception("rig %s: driver failed while stopping", self.config.rig_id)
             reason, detail = P.EndReason.ERROR, f"{type(exc).__name__}: {exc}"
@@ -664,7 +669,7 @@ class RigAgent:
 
     def _resend_eos(self, now: float) -> None:
         for stream in list(self.streams.values()):
-            if stream.ended is None or stream.recovered or now - stream.eos_sent_at < self.config.eos_retry_s:
+            if stream.ended is None or now - stream.eos_sent_at < self.config.eos_retry_s:
                 continue
             stream.eos_sent_at = now
             if self._send(
@@ -794,7 +799,15 @@ class RigAgent:
                 continue
             stream = self.streams.get(h.session)
             if stream is None:
-                stream = _Stream(session_id=str(h.session_id), key=h.session, recovered=True)
+                # Its driver is gone with the previous process: the stream is over (reason
+                # "error"); END_OF_STREAM goes out once re-registered, like for any ended stream.
+                stream = _Stream(
+                    session_id=str(h.session_id),
+                    key=h.session,
+                    recovered=True,
+                    ended=P.EndReason.ERROR,
+                    end_detail="rig agent restarted; data recovered from its spool",
+                )
                 self.streams[h.session] = stream
             stream.next_seq = max(stream.next_seq, h.last_seq + 1)
         if self._spool_unread:
@@ -964,8 +977,6 @@ class RigAgent:
             self.inflight_chunks -= 1
             self.inflight_bytes -= out.nbytes
             self._free(out)
-        if stream.recovered and durable_seq >= stream.last_seq:
-            self._forget(stream)
 
     def _on_data_nack(self, msg: P.DataNack) -> None:
         self.stats["data_nacks"] += 1
@@ -1019,6 +1030,17 @@ class RigAgent:
             self.driver.on_cue(cue)
         except Exception:
             log.exception("rig %s: driver failed to show a cue", self.config.rig_id)
+
+
+def _reachable(endpoint: str, control: str) -> str:
+    """A bind-style endpoint (``tcp://*:P``, ``tcp://0.0.0.0:P``) made connectable: use the
+    host we reach the controller's control socket at (docs/protocol.md §2)."""
+    scheme, sep, rest = endpoint.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if scheme != "tcp" or not sep or not colon or host not in ("*", "0.0.0.0", "[::]", "::"):
+        return endpoint
+    control_host = control.partition("://")[2].rpartition(":")[0]
+    return f"tcp://{control_host}:{port}"
 
 
 class AgentGroup:

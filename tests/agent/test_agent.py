@@ -280,6 +280,11 @@ def test_agent_restart_resends_what_it_kept_on_disk(peer: PeerController, tmp_pa
         )
         _assert_exact(peer.stored(sid), produced, seed=5)
         assert peer.wait(lambda: b.spool is not None and b.spool.pending_records == 0, 3.0)
+        # the stream is over (its driver died with the first process): the handshake says so
+        assert peer.wait(lambda: peer.sessions[sid].eos_acked, 5.0)
+        eos = peer.stored(sid).eos
+        assert eos is not None and eos.reason is P.EndReason.ERROR and eos.last_seq == produced - 1
+        assert not b.streams
     finally:
         b.stop()
         th.join(5.0)
