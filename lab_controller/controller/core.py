@@ -135,7 +135,8 @@ class Controller:
 
     def start(self, timeout: float = 10.0) -> dict[str, str]:
         """Run the loop in a background thread; return the bound endpoints once listening."""
-        self._thread = threading.Thread(target=self.run, name="controller", daemon=True)
+        self._thread = threading.Thread(target=self.run, kwargs={"reraise": False},
+                                        name="controller", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError("controller did not start")
@@ -152,14 +153,16 @@ class Controller:
             self._thread.join(timeout)
             self._thread = None
 
-    def run(self) -> None:
+    def run(self, reraise: bool = True) -> None:
         """The loop (blocks until `stop()`); sockets live and die on this thread."""
         try:
             self._sockets = ControllerSockets(self.cfg, self.security)
-        except BaseException as exc:
+        except Exception as exc:
             self._start_error = exc
             self._ready.set()
-            raise
+            if reraise:
+                raise
+            return
         self.endpoints = dict(self._sockets.endpoints)
         wake = self._sockets.waker.wake
         self.runner.set_wake(wake)

@@ -115,17 +115,24 @@ class ControllerSockets:
         self.cfg = cfg
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.security = security
-        if security is not None:
-            security.start(self.ctx)
-        self.control = _server_socket(self.ctx, zmq.ROUTER, cfg, security, RIG_DOMAIN)
-        data_kind = zmq.PULL if cfg.data_socket == "pull" else zmq.ROUTER
-        self.data = _server_socket(self.ctx, data_kind, cfg, security, RIG_DOMAIN)
-        self.data.rcvhwm = cfg.data_rcvhwm
-        self.api = _server_socket(self.ctx, zmq.ROUTER, cfg, security, INSTRUCTOR_DOMAIN)
         self.waker = Waker()
-        self.control.bind(cfg.control_endpoint)
-        self.data.bind(cfg.data_endpoint)
-        self.api.bind(cfg.api_endpoint)
+        try:
+            if security is not None:
+                security.start(self.ctx)
+            self.control = _server_socket(self.ctx, zmq.ROUTER, cfg, security, RIG_DOMAIN)
+            data_kind = zmq.PULL if cfg.data_socket == "pull" else zmq.ROUTER
+            self.data = _server_socket(self.ctx, data_kind, cfg, security, RIG_DOMAIN)
+            self.data.rcvhwm = cfg.data_rcvhwm
+            self.api = _server_socket(self.ctx, zmq.ROUTER, cfg, security, INSTRUCTOR_DOMAIN)
+            self.control.bind(cfg.control_endpoint)
+            self.data.bind(cfg.data_endpoint)
+            self.api.bind(cfg.api_endpoint)
+        except Exception:
+            self.waker.close()
+            if security is not None:
+                security.stop()
+            self.ctx.destroy(linger=0)
+            raise
         self.endpoints = {
             "control": self.control.getsockopt_string(zmq.LAST_ENDPOINT),
             "data": self.data.getsockopt_string(zmq.LAST_ENDPOINT),
