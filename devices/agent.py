@@ -1044,7 +1044,12 @@ def _reachable(endpoint: str, control: str) -> str:
 
 
 class AgentGroup:
-    """Many rig agents served by one thread and one poller (load tests, demos)."""
+    """Many rig agents served by one thread and one poller (load tests, demos).
+
+    All agents are swept together once per chunk period (their driver reads share the same
+    wake-up), and an agent whose control socket has input is handled and pumped at once, so a
+    group of N rigs wakes ~1/chunk_s times a second plus once per control message, not N times.
+    """
 
     def __init__(self, agents: Sequence[RigAgent]) -> None:
         self.agents = list(agents)
@@ -1053,30 +1058,46 @@ class AgentGroup:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def run(self) -> None:
         for a in self.agents:
             a.open()
+        period = max(0.001, min((a.config.chunk_s for a in self.agents), default=DEFAULT_CHUNK_S))
         poller = zmq.Poller()
         socks: dict[zmq.Socket[bytes], RigAgent] = {}
+
+        def resync() -> None:
+            current = {a.control: a for a in self.agents if a.control is not None}
+            for s in list(socks):
+                if s not in current:
+                    poller.unregister(s)
+                    del socks[s]
+            for s, a in current.items():
+                if s not in socks:
+                    poller.register(s, zmq.POLLIN)
+                    socks[s] = a
+
+        next_sweep = time.monotonic()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                timeout = 0.05
-                for a in self.agents:
-                    timeout = min(timeout, a.tick(now))
-                current = {a.control: a for a in self.agents if a.control is not None}
-                for s in list(socks):
-                    if s not in current:
-                        poller.unregister(s)
-                        del socks[s]
-                for s, a in current.items():
-                    if s not in socks:
-                        poller.register(s, zmq.POLLIN)
-                        socks[s] = a
-                for s, _ in poller.poll(math.ceil(max(0.0, timeout) * 1000.0)):
+                if now >= next_sweep:
+                    for a in self.agents:
+                        a.tick(now)
+                    next_sweep = now + period
+                    resync()
+                timeout_ms = math.ceil(max(0.0, next_sweep - time.monotonic()) * 1000.0)
+                events = poller.poll(timeout_ms)
+                for s, _ in events:
                     agent = socks.get(s)
-                    if agent is not None:
+                    if agent is not None and agent.control is s:
                         agent.handle_control()
+                        agent.tick(time.monotonic())  # pump what the acks made room for
+                if events:
+                    resync()
         finally:
             for a in self.agents:
                 a.close()
