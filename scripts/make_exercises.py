@@ -62,6 +62,11 @@ def fillet_scene() -> dict[str, Any]:
             "joint": "t_joint",
             "plate_thickness_mm": 6.0,
         },
+        "geometry": {  # sim_kernels.process.WeldGeometry.from_dict keys
+            "line_start": [-75.0, 0.0, BENCH_Z], "line_end": [75.0, 0.0, BENCH_Z],
+            "normal": [0.0, 0.0, 1.0], "second_normal": [0.0, -1.0, 0.0],
+            "tip_offset": TORCH_TIP_MM,
+        },
         "targets": {"work_angle_deg": 45.0, "travel_angle_deg": 10.0, "ctwd_mm": 15.0,
                     "travel_speed_mm_s": 5.0, "aim_offset_mm": 0.0},
         "timing": {"lead_in_s": 1.0, "lead_out_s": 1.0, "max_duration_s": 120.0},
@@ -85,6 +90,10 @@ def butt_scene() -> dict[str, Any]:
             "joint": "butt_v_groove",
             "plate_thickness_mm": 10.0,
             "root_gap_mm": 2.0,
+        },
+        "geometry": {  # sim_kernels.process.WeldGeometry.from_dict keys
+            "line_start": [-60.0, 0.0, BENCH_Z], "line_end": [60.0, 0.0, BENCH_Z],
+            "normal": [0.0, 0.0, 1.0], "tip_offset": TORCH_TIP_MM,
         },
         "targets": {"work_angle_deg": 90.0, "travel_angle_deg": 10.0, "ctwd_mm": 15.0,
                     "travel_speed_mm_s": 4.0, "aim_offset_mm": 0.0,
@@ -122,6 +131,10 @@ def spray_scene() -> dict[str, Any]:
             # pass centre lines on the surface, serpentine from the top; between passes the
             # gun moves straight to the next start with the trigger released
             "passes": passes,
+        },
+        "geometry": {  # sim_kernels.process.SprayGeometry.from_dict keys
+            "point": [0.0, panel_y, centre_z], "normal": [0.0, -1.0, 0.0],
+            "pass_direction": [1.0, 0.0, 0.0], "fan_width_mm": fan, "tip_offset": GUN_TIP_MM,
         },
         "targets": {"gun_distance_mm": 200.0, "gun_angle_deg": 90.0, "gun_speed_mm_s": 300.0,
                     "pass_overlap_pct": 50.0},

@@ -38,6 +38,10 @@ CUE_CHANNELS: dict[str, tuple[int, ...]] = {
     "gun_distance": (DIST,), "gun_angle": (ANG0, ANG1), "gun_speed": (SPEED,),
     "pass_overlap": (AIM,),
 }
+#: Spray work is an order of magnitude coarser than welding (gun distance window ±50 mm vs
+#: CTWD ±5 mm; a pass line wanders by centimetres), so the skill model's mm deviations are
+#: scaled per channel for spray scenes; angles and relative speed keep their scale.
+SPRAY_SCALE = np.array([1.5, 1.5, 1.0, 8.0, 10.0, 1.0, 1.0, 1.0])
 #: Tracker names with a built-in behaviour; any other name is a body-worn tracker with sway.
 KNOWN_TRACKERS = ("tool", "headset", "off_hand", "controller_left", "controller_right", "waist")
 DEFAULT_TRACKERS = ("tool", "headset", "off_hand")
@@ -110,12 +114,14 @@ class TraineeMotion:
         mag = self.rng.uniform(0.5, 1.5, size=N_CH)
         bias = np.array([sk.angle_bias_deg, sk.angle_bias_deg, 0.0, sk.distance_bias_mm,
                          sk.aim_bias_mm, sk.speed_bias, sk.weave_bias, 0.5 * sk.weave_bias])
-        self.bias = bias * sign * mag
         noise = np.array([sk.angle_noise_deg, sk.angle_noise_deg, 2 * sk.angle_noise_deg,
                           sk.distance_noise_mm, sk.aim_noise_mm, sk.speed_cv, sk.weave_cv,
                           sk.weave_cv])
         drift = np.array([sk.angle_drift_deg, sk.angle_drift_deg, sk.angle_drift_deg,
                           sk.distance_drift_mm, sk.aim_drift_mm, sk.speed_drift, 0.0, 0.0])
+        scale = np.ones(N_CH) if self.weld else SPRAY_SCALE
+        bias, noise, drift = bias * scale, noise * scale, drift * scale
+        self.bias = bias * sign * mag
         # state vector layout: noise(8) drift(8) tremor-freq(1) tremor-amp(1) sway(3 per extra)
         self.extras = tuple(t for t in self.trackers if t != "tool")
         n_sway = 3 * len(self.extras)
@@ -281,7 +287,10 @@ class TraineeMotion:
         dist = np.maximum(1.0, self.dist0 + dev[:, DIST])
         # The hand pivots the tool about its tip (the tip stays near the work while the
         # angles wander), so the tip sits at the nominal stand-off along the *nominal* axis.
-        tip = target + lateral[:, None] * right - dist[:, None] * self._nominal_axis(tdir)
+        nominal = self._nominal_axis(tdir)
+        # sideways as seen down the torch (the kernels' aim direction: axis x travel)
+        side = unit(cross(nominal, tdir)) if self.weld else right
+        tip = target + lateral[:, None] * side - dist[:, None] * nominal
         tip += trem[:, :3] * sk.tremor_mm
         rot = frame_from_axis(axis, tdir)
         roll = np.radians(dev[:, ROLL])
