@@ -22,6 +22,7 @@ from dashboards.common import (
     FOLDER_UID,
     Json,
 )
+from telemetry.schema import DASHBOARD_ROLE
 
 Action = Literal["created", "updated", "unchanged"]
 
@@ -42,7 +43,7 @@ class DataSourceConfig:
 
     url: str = "timescaledb:5432"
     database: str = "labctl"
-    user: str = "grafana_reader"
+    user: str = DASHBOARD_ROLE
     password_env: str = "GRAFANA_DB_PASSWORD"
     sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = "require"
 

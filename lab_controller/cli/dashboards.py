@@ -123,7 +123,7 @@ def parse_moment(text: str, now: datetime) -> datetime:
 def _telemetry_runner(dsn: str) -> SqlRunner:
     """SQL through telemetry (the only package allowed to talk to PostgreSQL)."""
     try:
-        from telemetry.queries import run_sql  # type: ignore[import-not-found,unused-ignore]
+        from telemetry.queries import run_sql
     except ImportError as exc:
         raise CliError(
             "check needs telemetry.queries.run_sql (requested in docs/schema-requests.md)"
@@ -176,6 +176,11 @@ def check_command(ctx: click.Context, dsn: str | None, from_: str, to: str,
             dsn = database_dsn(_settings(ctx))
         run = _telemetry_runner(dsn)
 
+    try:  # one probe first: an unreachable database is one line, not one per query
+        run("SELECT 1 AS probe")
+    except Exception as exc:
+        raise CliError(f"cannot query the database: {exc}") from exc
+
     models = [m for m in all_dashboards() if not uids or m["uid"] in uids]
     if uids and len(models) != len(set(uids)):
         raise CliError(f"unknown dashboard uid among {', '.join(uids)}")
@@ -196,4 +201,4 @@ def check_command(ctx: click.Context, dsn: str | None, from_: str, to: str,
         click.echo(f"{len(checks)} queries, {len(failed)} with problems "
                    f"({rng.start:%Y-%m-%dT%H:%M:%SZ} to {rng.end:%Y-%m-%dT%H:%M:%SZ})")
     if failed:
-        ctx.exit(1)
+        raise CliError(f"{len(failed)} of {len(checks)} queries have problems")
