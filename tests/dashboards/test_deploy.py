@@ -22,7 +22,7 @@ from dashboards.common import DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_UID
 from dashboards.files import DASHBOARDS_MOUNT, write_all
 from dashboards.macros import TimeRange
 from dashboards.provision import DataSourceConfig
-from telemetry.schema import IDENTITY_TABLES, Results
+from telemetry.schema import DASHBOARD_ROLE, IDENTITY_TABLES, WRITER_ROLE, Results
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE_DS = DataSourceConfig(url="timescaledb:5432", sslmode="disable")
@@ -72,8 +72,9 @@ def test_mounts_and_uids_line_up() -> None:
     assert ds["jsonData"]["timescaledb"] is True
     host = ds["url"].split(":")[0]
     assert host in compose()["services"]  # the data source points at the compose service
-    setup_env = compose()["services"]["db-setup"]["environment"]
-    assert ds["user"] == setup_env["GRAFANA_DB_USER"]  # the role db-setup creates
+    assert ds["user"] == DASHBOARD_ROLE  # the role db-setup creates (telemetry.roles)
+    controller_dsn = compose()["services"]["controller"]["environment"]["LABCTL_DATABASE__DSN"]
+    assert controller_dsn.startswith(f"postgresql://{WRITER_ROLE}:")  # ingest as the writer
     assert "GRAFANA_DB_PASSWORD" in grafana["environment"]
     uids = set()
     for path in (DEPLOY / "grafana/dashboards").glob("*.json"):
@@ -118,7 +119,7 @@ def test_setup_db_makes_a_read_only_role_without_identities(db_dsn: str) -> None
     params = psycopg.conninfo.conninfo_to_dict(db_dsn)
     reader = psycopg.conninfo.make_conninfo(
         host="127.0.0.1", port=params["port"], dbname=params["dbname"],
-        user="grafana_reader", password="pw-2")
+        user=DASHBOARD_ROLE, password="pw-2")
     with psycopg.connect(reader, autocommit=True) as conn:
         count = conn.execute(f"SELECT count(*) FROM {Results.TABLE}").fetchone()
         assert count is not None and count[0] > 0
