@@ -18,10 +18,13 @@ and ``n`` (fillet) or ``u × n`` (right of travel; butt/lap), ``h = -axis`` (tip
   plane normal to the weld line; 90 = perpendicular to the base plate; for a 90° T-joint
   45 = bisecting the joint, 0 = lying on the base plate, 90 = lying on the web.
 * ``travel_angle = asin(axis·u)`` in degrees: > 0 push (tip ahead of the handle), < 0 drag.
-* ``ctwd = (q - tip)·axis`` in mm, ``q`` = the point of the weld line nearest the tip: the
-  tip-to-joint distance measured along the torch axis.
-* ``aim_offset = (tip - q)·e`` in mm with ``e = unit(axis × u)``: the tip's sideways offset
-  from the joint as seen down the torch; + = right of travel for a torch pointing down.
+* ``ctwd`` in mm: distance from the tip, along the torch axis, to where the axis passes
+  closest to the weld line (the tip-to-joint distance along the torch; exact when aimed at
+  the joint, whatever the travel angle). A torch parallel to the line falls back to the
+  along-axis component of the tip's offset from the line.
+* ``aim_offset = (tip - line_start)·e`` in mm with ``e = unit(axis × u)``: the signed
+  distance between the torch axis and the weld line (sideways, as seen down the torch);
+  + = right of travel for a torch pointing down.
 * ``along = (tip - line_start)·u`` in mm (progress along the joint; the speed source).
 * ``travel_speed`` = change of ``along`` over a lag (mm/s), see :func:`lagged_speed`.
 * Weave: over a trailing window the aim offset minus its least-squares line;
@@ -49,7 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sim_kernels._config import jit
+from sim_kernels._config import ijit, jit
 from sim_kernels._validate import as_finite, check_rate
 
 _RAD2DEG = 180.0 / math.pi
@@ -181,43 +184,69 @@ def _tool_frames(pos: NDArray[np.float64], quat: NDArray[np.float64],
     return -1
 
 
+@ijit
+def _weld_row(tx: float, ty: float, tz: float, ax: float, ay: float, az: float,
+              origin: NDArray[np.float64], frame: NDArray[np.float64]
+              ) -> tuple[float, float, float, float, float]:
+    """work_angle, travel_angle, ctwd, aim_offset, along of one tip/axis (module doc)."""
+    ux, uy, uz = frame[0, 0], frame[0, 1], frame[0, 2]
+    nx, ny, nz = frame[1, 0], frame[1, 1], frame[1, 2]
+    bx, by, bz = frame[2, 0], frame[2, 1], frame[2, 2]
+    rx = tx - origin[0]
+    ry = ty - origin[1]
+    rz = tz - origin[2]
+    along = rx * ux + ry * uy + rz * uz
+    hn = -(ax * nx + ay * ny + az * nz)
+    hb = -(ax * bx + ay * by + az * bz)
+    work = math.atan2(hn, hb) * _RAD2DEG
+    au = min(1.0, max(-1.0, ax * ux + ay * uy + az * uz))
+    travel = math.asin(au) * _RAD2DEG
+    ra = rx * ax + ry * ay + rz * az
+    s2 = 1.0 - au * au
+    # along the axis to the closest approach of the torch axis and the weld line; a torch
+    # parallel to the line falls back to the along-axis offset from the line's nearest point
+    ctwd = (au * along - ra) / s2 if s2 > 1e-12 else -(ra - along * au)
+    # e = unit(axis × u); if the torch lies along the line, fall back to b
+    ex = ay * uz - az * uy
+    ey = az * ux - ax * uz
+    ez = ax * uy - ay * ux
+    en = math.sqrt(ex * ex + ey * ey + ez * ez)
+    if en < 1e-9:
+        ex, ey, ez, en = bx, by, bz, 1.0
+    aim = (rx * ex + ry * ey + rz * ez) / en
+    return work, travel, ctwd, aim, along
+
+
+@ijit
+def _spray_row(tx: float, ty: float, tz: float, ax: float, ay: float, az: float,
+               origin: NDArray[np.float64], frame: NDArray[np.float64]
+               ) -> tuple[float, float, float, float]:
+    """gun_distance, gun_angle, along, cross of one tip/axis (module doc)."""
+    nx, ny, nz = frame[0, 0], frame[0, 1], frame[0, 2]
+    rx = tx - origin[0]
+    ry = ty - origin[1]
+    rz = tz - origin[2]
+    an = -(ax * nx + ay * ny + az * nz)
+    dist = rx * nx + ry * ny + rz * nz
+    angle = math.asin(min(1.0, max(-1.0, an))) * _RAD2DEG
+    along = rx * frame[1, 0] + ry * frame[1, 1] + rz * frame[1, 2]
+    cross = rx * frame[2, 0] + ry * frame[2, 1] + rz * frame[2, 2]
+    return dist, angle, along, cross
+
+
 @jit
 def _weld_kernel(tip: NDArray[np.float64], axis: NDArray[np.float64],
                  origin: NDArray[np.float64], frame: NDArray[np.float64],
                  out: NDArray[np.float64]) -> None:
     """Columns of ``out``: work_angle, travel_angle, ctwd, aim_offset, along (see module)."""
-    ux, uy, uz = frame[0, 0], frame[0, 1], frame[0, 2]
-    nx, ny, nz = frame[1, 0], frame[1, 1], frame[1, 2]
-    bx, by, bz = frame[2, 0], frame[2, 1], frame[2, 2]
     for i in range(tip.shape[0]):
-        ax, ay, az = axis[i, 0], axis[i, 1], axis[i, 2]
-        rx = tip[i, 0] - origin[0]
-        ry = tip[i, 1] - origin[1]
-        rz = tip[i, 2] - origin[2]
-        along = rx * ux + ry * uy + rz * uz
-        # offset of the tip from its nearest point q on the line: o = tip - q
-        ox = rx - along * ux
-        oy = ry - along * uy
-        oz = rz - along * uz
-        hn = -(ax * nx + ay * ny + az * nz)
-        hb = -(ax * bx + ay * by + az * bz)
-        work = math.atan2(hn, hb) * _RAD2DEG
-        au = min(1.0, max(-1.0, ax * ux + ay * uy + az * uz))
-        travel = math.asin(au) * _RAD2DEG
-        ctwd = -(ox * ax + oy * ay + oz * az)
-        # e = unit(axis × u); if the torch lies along the line, fall back to b
-        ex = ay * uz - az * uy
-        ey = az * ux - ax * uz
-        ez = ax * uy - ay * ux
-        en = math.sqrt(ex * ex + ey * ey + ez * ez)
-        if en < 1e-9:
-            ex, ey, ez, en = bx, by, bz, 1.0
-        aim = (ox * ex + oy * ey + oz * ez) / en
-        out[i, 0] = work
-        out[i, 1] = travel
-        out[i, 2] = ctwd
-        out[i, 3] = aim
-        out[i, 4] = along
+        w, t, c, a, s = _weld_row(tip[i, 0], tip[i, 1], tip[i, 2], axis[i, 0], axis[i, 1],
+                                  axis[i, 2], origin, frame)
+        out[i, 0] = w
+        out[i, 1] = t
+        out[i, 2] = c
+        out[i, 3] = a
+        out[i, 4] = s
 
 
 @jit
@@ -225,18 +254,13 @@ def _spray_kernel(tip: NDArray[np.float64], axis: NDArray[np.float64],
                   origin: NDArray[np.float64], frame: NDArray[np.float64],
                   out: NDArray[np.float64]) -> None:
     """Columns of ``out``: gun_distance, gun_angle, along (pass direction), cross."""
-    nx, ny, nz = frame[0, 0], frame[0, 1], frame[0, 2]
-    px, py, pz = frame[1, 0], frame[1, 1], frame[1, 2]
-    cx, cy, cz = frame[2, 0], frame[2, 1], frame[2, 2]
     for i in range(tip.shape[0]):
-        rx = tip[i, 0] - origin[0]
-        ry = tip[i, 1] - origin[1]
-        rz = tip[i, 2] - origin[2]
-        an = -(axis[i, 0] * nx + axis[i, 1] * ny + axis[i, 2] * nz)
-        out[i, 0] = rx * nx + ry * ny + rz * nz
-        out[i, 1] = math.asin(min(1.0, max(-1.0, an))) * _RAD2DEG
-        out[i, 2] = rx * px + ry * py + rz * pz
-        out[i, 3] = rx * cx + ry * cy + rz * cz
+        d, g, a, c = _spray_row(tip[i, 0], tip[i, 1], tip[i, 2], axis[i, 0], axis[i, 1],
+                                axis[i, 2], origin, frame)
+        out[i, 0] = d
+        out[i, 1] = g
+        out[i, 2] = a
+        out[i, 3] = c
 
 
 @jit

@@ -111,8 +111,10 @@ class AlignmentRule(BaseModel):
     position_scale_mm: float = Field(default=10.0, gt=0.0)
     full_at: float = Field(default=0.5, ge=0.0)
     zero_at: float = Field(default=3.0, gt=0.0)
-    #: Sakoe–Chiba half-width as a fraction of the reference length (dtaidistance ``window``).
-    band_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
+    #: Open-end band half-width as a fraction of the reference length (``|i - j| < band``
+    #: in alignment blocks). Default 1.0 = no band: a trainee may take any time (a slow
+    #: trainee lags the expert by more than any fixed band); narrow it to forbid wild warps.
+    band_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> AlignmentRule:
