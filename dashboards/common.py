@@ -93,7 +93,13 @@ def value_mappings(mapping: dict[str, tuple[str, str]]) -> list[Json]:
 
 
 def override(field_name: str, **properties: Any) -> Json:
-    """Per-field settings for the field called `field_name` (a column the query returns)."""
+    """Per-field settings for the field called `field_name` (a column the query returns).
+
+    A field given its own thresholds is also coloured by them (else a time series would keep
+    its palette colour and a tile its default).
+    """
+    if "thresholds" in properties and "color" not in properties:
+        properties["color"] = {"mode": "thresholds"}
     return {
         "matcher": {"id": "byName", "options": field_name},
         "properties": [{"id": key, "value": value} for key, value in sorted(properties.items())],
@@ -109,8 +115,11 @@ def _field_config(
     minimum: float | None,
     maximum: float | None,
     mappings: list[Json] | None,
+    color_mode: Literal["thresholds", "palette-classic"],
 ) -> Json:
-    defaults: Json = {"color": {"mode": "thresholds" if steps else "palette-classic"}}
+    """Field defaults; `color_mode` "thresholds" makes stat tiles and table cells take the
+    threshold colour (the alert colouring), "palette-classic" gives each series its own."""
+    defaults: Json = {"color": {"mode": color_mode}}
     if unit:
         defaults["unit"] = unit
     defaults["thresholds"] = steps or thresholds((None, GREEN))
@@ -199,7 +208,9 @@ def timeseries(
         queries,
         description=description,
         options={"legend": _LEGEND, "tooltip": _TOOLTIP},
-        field_config=_field_config(unit, steps, overrides, custom, None, minimum, maximum, None),
+        field_config=_field_config(
+            unit, steps, overrides, custom, None, minimum, maximum, None, "palette-classic"
+        ),
         width=width,
         height=height,
         repeat=repeat,
@@ -241,7 +252,9 @@ def stat(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(unit, steps, overrides, None, decimals, None, None, mappings),
+        field_config=_field_config(
+            unit, steps, overrides, None, decimals, None, None, mappings, "thresholds"
+        ),
         width=width,
         height=height,
         repeat=repeat,
@@ -271,7 +284,9 @@ def table(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(unit, steps, overrides, custom, None, None, None, mappings),
+        field_config=_field_config(
+            unit, steps, overrides, custom, None, None, None, mappings, "thresholds"
+        ),
         width=width,
         height=height,
     )
@@ -311,7 +326,9 @@ def barchart(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(unit, steps, overrides, custom, None, 0, maximum, None),
+        field_config=_field_config(
+            unit, steps, overrides, custom, None, 0, maximum, None, "palette-classic"
+        ),
         width=width,
         height=height,
     )
@@ -342,7 +359,9 @@ def bargauge(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(unit, steps, (), None, None, minimum, maximum, None),
+        field_config=_field_config(
+            unit, steps, (), None, None, minimum, maximum, None, "thresholds"
+        ),
         width=width,
         height=height,
     )
@@ -367,7 +386,9 @@ def histogram(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(unit, None, (), {"fillOpacity": 80}, None, None, None, None),
+        field_config=_field_config(
+            unit, None, (), {"fillOpacity": 80}, None, None, None, None, "palette-classic"
+        ),
         width=width,
         height=height,
     )
@@ -390,7 +411,9 @@ def piechart(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(None, None, (), None, None, None, None, None),
+        field_config=_field_config(
+            None, None, (), None, None, None, None, None, "palette-classic"
+        ),
         width=width,
         height=height,
     )
@@ -420,7 +443,9 @@ def state_timeline(
         queries,
         description=description,
         options=options,
-        field_config=_field_config(None, None, (), custom, None, None, None, mappings),
+        field_config=_field_config(
+            None, None, (), custom, None, None, None, mappings, "thresholds"
+        ),
         width=width,
         height=height,
     )

@@ -73,7 +73,7 @@ def build() -> Json:
                    ]),
         row("Score"),
         barchart("Score breakdown", q.SCORE_BREAKDOWN, x_field="metric", horizontal=True,
-                 maximum=100, steps=SCORE,
+                 maximum=100, overrides=[override("score", thresholds=SCORE)],
                  description="Per-metric score (0-100) and its weight in the final score (%)."),
         table("Metrics", q.METRICS_TABLE,
               description="Raw metric, band, time in window, weight and score as scored.",

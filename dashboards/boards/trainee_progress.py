@@ -47,7 +47,7 @@ def build() -> Json:
               overrides=[override("best_score", thresholds=SCORE, decimals=0,
                                   **{"custom.cellOptions": {"type": "color-background"}})]),
         barchart("Weakest parameters", q.WEAKEST_PARAMS, x_field="metric", horizontal=True,
-                 maximum=100, steps=SCORE,
+                 maximum=100, overrides=[override("mean_score", thresholds=SCORE)],
                  description="Lowest mean metric score first: what to practise next."),
         table("Sessions", q.SESSIONS, width=24, height=9,
               description="Every scored session; click a session id to review it.",

@@ -128,6 +128,23 @@ def test_live_tiles_colour_struggling_and_silent_rigs() -> None:
     assert status[str(live.STATUS_STRUGGLING)]["color"] == "orange"
     assert status[str(live.STATUS_NO_DATA)]["color"] == "red"
     assert tile["options"]["colorMode"] == "background"
+    # The alert colours only show when the field is coloured by its thresholds.
+    for name in ("out_of_window", "since_sample", "score"):
+        assert props[name]["color"] == {"mode": "thresholds"}, name
+    grid = next(p for p in model["panels"] if p["title"] == "All rigs")
+    assert grid["fieldConfig"]["defaults"]["color"] == {"mode": "thresholds"}
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m["uid"])
+def test_fields_with_thresholds_are_coloured_by_them(model: dict[str, Any]) -> None:
+    for panel in panels(model):
+        for ov in panel["fieldConfig"]["overrides"]:
+            props = {p["id"]: p["value"] for p in ov["properties"]}
+            if "thresholds" in props:
+                assert props.get("color", {}).get("mode") in ("thresholds", "fixed"), (
+                    panel["title"], ov["matcher"]["options"])
+        if panel["type"] in ("stat", "table", "bargauge"):
+            assert panel["fieldConfig"]["defaults"]["color"]["mode"] == "thresholds"
 
 
 def test_query_names_match_their_constants() -> None:
