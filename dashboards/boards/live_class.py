@@ -6,6 +6,7 @@ from dashboards import variables as v
 from dashboards.common import (
     BLUE,
     GREEN,
+    GREY,
     ORANGE,
     RED,
     YELLOW,
@@ -32,6 +33,7 @@ STATUS = value_mappings({
 OUT_OF_WINDOW = thresholds((None, GREEN), (q.STRUGGLE_OUT_PCT, ORANGE))
 SINCE_SAMPLE = thresholds((None, GREEN), (q.STALE_AFTER_S, RED))
 SCORE = thresholds((None, RED), (60, YELLOW), (80, GREEN))  # domain notes: 60 pass, 80 good
+NEUTRAL = {"mode": "fixed", "fixedColor": GREY}
 
 
 def _tile_overrides() -> list[Json]:
@@ -45,9 +47,10 @@ def _tile_overrides() -> list[Json]:
                  displayName="Out of window (10 s)"),
         override("since_sample", unit="s", decimals=1, thresholds=SINCE_SAMPLE,
                  displayName="Since last sample"),
-        override("params_out", displayName="Parameters out"),
-        override("trainee", displayName="Trainee"),
-        override("exercise", displayName="Exercise"),
+        # Words stay neutral so only the alerting numbers and the status carry colour.
+        override("params_out", displayName="Parameters out", color=NEUTRAL),
+        override("trainee", displayName="Trainee", color=NEUTRAL),
+        override("exercise", displayName="Exercise", color=NEUTRAL),
     ]
 
 
