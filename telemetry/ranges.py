@@ -43,6 +43,14 @@ class RangeSet:
         """Add ``[lo, hi]`` (inclusive), merging with overlapping or adjacent intervals."""
         if hi < lo:
             return
+        iv = self._iv
+        if not iv or lo > iv[-1][1] + 1:  # the common case: new data after everything stored
+            iv.append((lo, hi))
+            return
+        last_lo, last_hi = iv[-1]
+        if lo >= last_lo:  # overlaps or extends the last interval only
+            iv[-1] = (last_lo, max(last_hi, hi))
+            return
         out: list[tuple[int, int]] = []
         placed = False
         for a, b in self._iv:
@@ -69,6 +77,13 @@ class RangeSet:
         ends = np.concatenate((breaks, [seqs.size - 1]))
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
             self.add(int(seqs[s]), int(seqs[e]))
+
+    def disjoint(self, lo: int, hi: int) -> bool:
+        """True when no stored seq lies in ``[lo, hi]`` (then every row of it is new)."""
+        iv = self._iv
+        if not iv or lo > iv[-1][1] or hi < iv[0][0]:
+            return True
+        return all(b < lo or a > hi for a, b in iv)
 
     def missing_mask(self, seqs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """True where a seq is NOT yet in the set (those rows still need storing)."""

@@ -38,6 +38,9 @@ from telemetry.records import (
 )
 
 POSE_STREAM = "pose"
+ENCODE_ROWS = 4096
+"""Frames encoded per slice of a COPY: ~1.9 MB, large enough that numpy's per-call overhead is
+negligible, small enough that encoding overlaps the server's parsing of the previous slice."""
 SCORE_STREAM = "score"
 
 Conn = psycopg.Connection[Any]
@@ -55,7 +58,7 @@ class WriteOutcome:
     max_pose_time_us: int | None = None
 
 
-def _pose_columns(rig_bytes: int, trackers: int, analog: int) -> list[Column]:
+def pose_columns(rig_bytes: int, trackers: int, analog: int) -> list[Column]:
     return [
         Column("time", "timestamptz"),
         Column("rig_time", "float8"),
@@ -188,15 +191,25 @@ class Store:
         work = self._working(conn, POSE_STREAM, [b.session_id for b in batches], out)
         changed: set[uuid.UUID] = set()
         # Group the surviving frames by row shape so each group is one structured array.
-        groups: dict[tuple[int, int, int], list[tuple[PoseBatch, npt.NDArray[np.intp]]]] = defaultdict(list)
+        # idx None = every frame of the batch is new (the common case, no mask needed).
+        groups: dict[tuple[int, int, int], list[tuple[PoseBatch, npt.NDArray[np.intp] | None]]] = defaultdict(
+            list
+        )
         for b in batches:
-            seqs = b.seqs
-            keep = work[b.session_id].missing_mask(seqs)
-            idx = np.flatnonzero(keep)
-            out.pose_dropped += b.n - idx.size
-            if idx.size == 0:
+            rs = work[b.session_id]
+            lo, hi = b.seq0, b.seq0 + b.n - 1
+            idx: npt.NDArray[np.intp] | None = None
+            if b.n == 0:
                 continue
-            work[b.session_id].add_seqs(seqs[idx])
+            if rs.disjoint(lo, hi):
+                rs.add(lo, hi)
+            else:
+                seqs = b.seqs
+                idx = np.flatnonzero(rs.missing_mask(seqs))
+                out.pose_dropped += b.n - idx.size
+                if idx.size == 0:
+                    continue
+                rs.add_seqs(seqs[idx])
             changed.add(b.session_id)
             key = (len(b.rig_id.encode()), b.poses.shape[1], b.analog.shape[1])
             groups[key].append((b, idx))
@@ -213,81 +226,85 @@ class Store:
         ):
             copy.write(copybin.HEADER)
             for key, members in groups.items():
-                rows = self._encode_group(key, members)
-                out.pose_rows += rows.shape[0]
-                copy.write(rows.tobytes())
-                self._accumulate_rollup(members, rollup, out)
+                # Encode in slices of ~ENCODE_ROWS so the server parses one slice while this
+                # thread encodes the next (the COPY writer sends from its own thread).
+                start, acc = 0, 0
+                for end, (b, i) in enumerate(members, 1):
+                    acc += b.n if i is None else i.size
+                    if acc >= ENCODE_ROWS or end == len(members):
+                        rows = self._encode_group(key, members[start:end], rollup, out)
+                        out.pose_rows += rows.shape[0]
+                        copy.write(rows.tobytes())
+                        start, acc = end, 0
             copy.write(copybin.TRAILER)
         self._save_ranges(conn, POSE_STREAM, work, changed, out)
         self._write_rollup(conn, rollup)
 
     def _encode_group(
-        self, key: tuple[int, int, int], members: list[tuple[PoseBatch, npt.NDArray[np.intp]]]
+        self,
+        key: tuple[int, int, int],
+        members: list[tuple[PoseBatch, npt.NDArray[np.intp] | None]],
+        rollup: dict[tuple[uuid.UUID, int], list[Any]],
+        out: WriteOutcome,
     ) -> npt.NDArray[Any]:
+        """One structured array for all frames of a group; also folds them into the rollup."""
         cols = self._column_cache.get(key)
         if cols is None:
-            cols = self._column_cache[key] = _pose_columns(*key)
-        counts = np.array([idx.size for _b, idx in members])
+            cols = self._column_cache[key] = pose_columns(*key)
+
+        def sel(a: npt.NDArray[Any], idx: npt.NDArray[np.intp] | None) -> npt.NDArray[Any]:
+            return a if idx is None else a[idx]
+
+        counts = np.array([b.n if i is None else i.size for b, i in members])
         n = int(counts.sum())
+        t_all = np.concatenate([sel(b.time_us, i) for b, i in members])
+        seq_all = np.concatenate([b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in members])
+        valid_all = np.concatenate([sel(b.valid_mask, i) for b, i in members])
         rows = copybin.new_rows(cols, n)
-        if len(members) == 1:
-            b, idx = members[0]
-            full = idx.size == b.n
-            t = b.time_us if full else b.time_us[idx]
-            rows["time"] = copybin.us_to_pg(t)
-            rows["rig_time"] = b.rig_time if full else b.rig_time[idx]
-            rows["session_id"] = copybin.uuid_bytes(b.session_id)
-            rows["rig_id"] = b.rig_id.encode()
-            rows["seq"] = b.seq0 + idx
-            rows["poses"]["e"]["v"] = (b.poses if full else b.poses[idx]).reshape(n, -1)
-            if key[2]:
-                rows["analog"]["e"]["v"] = b.analog if full else b.analog[idx]
-            rows["valid_mask"] = b.valid_mask if full else b.valid_mask[idx]
-            return rows
-        rows["time"] = copybin.us_to_pg(np.concatenate([b.time_us[i] for b, i in members]))
-        rows["rig_time"] = np.concatenate([b.rig_time[i] for b, i in members])
+        rows["time"] = copybin.us_to_pg(t_all)
+        rows["rig_time"] = np.concatenate([sel(b.rig_time, i) for b, i in members])
         sids = np.frombuffer(b"".join(b.session_id.bytes for b, _i in members), dtype="V16")
         rows["session_id"] = np.repeat(sids, counts)
         rigs = np.array([b.rig_id.encode() for b, _i in members], dtype=f"S{key[0]}")
         rows["rig_id"] = np.repeat(rigs, counts)
-        rows["seq"] = np.concatenate([b.seq0 + i for b, i in members])
-        rows["poses"]["e"]["v"] = np.concatenate([b.poses[i] for b, i in members]).reshape(n, -1)
+        rows["seq"] = seq_all
+        rows["poses"]["e"]["v"] = np.concatenate([sel(b.poses, i) for b, i in members]).reshape(n, -1)
         if key[2]:
-            rows["analog"]["e"]["v"] = np.concatenate([b.analog[i] for b, i in members])
-        rows["valid_mask"] = np.concatenate([b.valid_mask[i] for b, i in members])
-        return rows
+            rows["analog"]["e"]["v"] = np.concatenate([sel(b.analog, i) for b, i in members])
+        rows["valid_mask"] = valid_all
 
-    @staticmethod
-    def _accumulate_rollup(
-        members: list[tuple[PoseBatch, npt.NDArray[np.intp]]],
-        rollup: dict[tuple[uuid.UUID, int], list[Any]],
-        out: WriteOutcome,
-    ) -> None:
-        for b, idx in members:
-            t = b.time_us[idx]
-            seqs = b.seq0 + idx
-            full = (1 << b.poses.shape[1]) - 1
-            valid = (b.valid_mask[idx] & full) == full
-            sec = t // 1_000_000
-            tmax = int(t.max())
-            if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
-                out.max_pose_time_us = tmax
-            buckets, first, counts = np.unique(sec, return_index=True, return_counts=True)
-            for j, bucket in enumerate(buckets.tolist()):
-                sel = sec == bucket
-                nvalid = int(valid[sel].sum())
-                last_seq = int(seqs[sel].max())
-                last_t = int(t[sel].max())
-                k = (b.session_id, bucket)
-                cur = rollup.get(k)
-                if cur is None:
-                    rollup[k] = [b.rig_id, int(counts[j]), nvalid, last_seq, last_t]
-                else:
-                    cur[1] += int(counts[j])
-                    cur[2] += nvalid
-                    cur[3] = max(cur[3], last_seq)
-                    cur[4] = max(cur[4], last_t)
-            del first
+        # Per-second rollup, vectorised: group rows by (member's session, second).
+        full = (1 << key[1]) - 1
+        session_of = [b.session_id for b, _i in members]
+        ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
+        sidx = np.repeat(np.array([ids[s] for s in session_of], dtype=np.int64), counts)
+        sec = t_all // 1_000_000
+        order = np.lexsort((sec, sidx))
+        s_sorted, sec_sorted = sidx[order], sec[order]
+        starts = np.flatnonzero(
+            np.concatenate(([True], (s_sorted[1:] != s_sorted[:-1]) | (sec_sorted[1:] != sec_sorted[:-1])))
+        )
+        frames = np.diff(np.append(starts, n))
+        valid = np.add.reduceat(((valid_all & full) == full)[order].astype(np.int64), starts)
+        last_seq = np.maximum.reduceat(seq_all[order], starts)
+        last_t = np.maximum.reduceat(t_all[order], starts)
+        sessions = list(ids)
+        rigs_of = {b.session_id: b.rig_id for b, _i in members}
+        tmax = int(t_all.max())
+        if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
+            out.max_pose_time_us = tmax
+        for j, st in enumerate(starts.tolist()):
+            sid = sessions[int(s_sorted[st])]
+            k = (sid, int(sec_sorted[st]))
+            cur = rollup.get(k)
+            if cur is None:
+                rollup[k] = [rigs_of[sid], int(frames[j]), int(valid[j]), int(last_seq[j]), int(last_t[j])]
+            else:
+                cur[1] += int(frames[j])
+                cur[2] += int(valid[j])
+                cur[3] = max(cur[3], int(last_seq[j]))
+                cur[4] = max(cur[4], int(last_t[j]))
+        return rows
 
     @staticmethod
     def _write_rollup(conn: Conn, rollup: dict[tuple[uuid.UUID, int], list[Any]]) -> None:

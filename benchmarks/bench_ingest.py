@@ -1,0 +1,299 @@
+"""Ingest benchmark: the telemetry writer vs a single binary COPY of a pre-built buffer vs psql CSV.
+
+All three load the same pose frames (one row per frame, 6 trackers, 2 analog channels) into the
+same ``pose_frames`` hypertable (with its session index), emptied before each run, interleaved and
+repeated; medians and ratios are printed as JSON lines. Target (performance.md): writer ≥ 0.8×
+the pre-built binary COPY.
+
+- ``writer``: ``TelemetryWriter.submit`` of 12-frame ``PoseBatch`` chunks from ``--rigs`` sessions
+  (what the controller hands over), timed from the first submit until ``flush`` returns. Includes
+  everything the writer does: dedup filtering, encoding, ranges and per-second rollup upserts,
+  commits every ``max_batch_rows``.
+- ``copy_prebuilt``: one psycopg ``COPY ... FROM STDIN (FORMAT BINARY)`` of a buffer encoded
+  beforehand (encoding not timed), one transaction.
+- ``psql_csv``: ``psql -c "\\copy pose_frames FROM file CSV"`` of the same rows as CSV.
+
+Usage: ``.venv/bin/python benchmarks/bench_ingest.py [--frames 240000] [--repeat 3] [--dsn DSN]``
+Without ``--dsn`` a throw-away managed cluster is started in a temporary directory.
+With ``--layouts`` it also measures the two pose row layouts (per frame vs per tracker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from telemetry import copybin
+from telemetry.cluster import ManagedCluster
+from telemetry.migrate import migrate
+from telemetry.records import PoseBatch
+from telemetry.store import pose_columns
+from telemetry.writer import TelemetryWriter, WriterConfig
+
+CHUNK = 12  # frames per rig message: 100 ms at 120 Hz (performance.md: batch 10-30 ms+)
+TRACKERS = 6
+ANALOG = 2
+T0_US = 1_793_520_000_000_000
+
+
+def emit(**kw: Any) -> None:
+    print(json.dumps(kw, sort_keys=True), flush=True)
+
+
+def make_batches(frames: int, rigs: int) -> list[PoseBatch]:
+    """Interleaved 12-frame chunks of ``rigs`` sessions, ``frames`` frames in all."""
+    per_rig = frames // rigs
+    rng = np.random.default_rng(7)
+    out: list[PoseBatch] = []
+    sids = [uuid.uuid4() for _ in range(rigs)]
+    for s0 in range(0, per_rig, CHUNK):
+        n = min(CHUNK, per_rig - s0)
+        for r, sid in enumerate(sids):
+            seqs = np.arange(s0, s0 + n, dtype=np.int64)
+            out.append(
+                PoseBatch(
+                    session_id=sid,
+                    rig_id=f"rig-{r:02d}",
+                    seq0=s0,
+                    time_us=T0_US + seqs * 8_333 + r,
+                    rig_time=1000.0 + seqs / 120.0,
+                    poses=rng.standard_normal((n, TRACKERS, 7)).astype(np.float32),
+                    analog=rng.random((n, ANALOG), dtype=np.float32),
+                    valid_mask=np.full(n, 63, np.int32),
+                )
+            )
+    return out
+
+
+def prebuilt_buffer(batches: list[PoseBatch]) -> bytes:
+    """The same rows as one binary COPY stream (not timed)."""
+    n = sum(b.n for b in batches)
+    rows = copybin.new_rows(pose_columns(6, TRACKERS, ANALOG), n)
+    rows["time"] = copybin.us_to_pg(np.concatenate([b.time_us for b in batches]))
+    rows["rig_time"] = np.concatenate([b.rig_time for b in batches])
+    rows["session_id"] = np.concatenate([np.repeat(copybin.uuid_bytes(b.session_id), b.n) for b in batches])
+    rows["rig_id"] = np.concatenate([np.repeat(np.bytes_(b.rig_id), b.n) for b in batches])
+    rows["seq"] = np.concatenate([b.seqs for b in batches])
+    rows["poses"]["e"]["v"] = np.concatenate([b.poses for b in batches]).reshape(n, -1)
+    rows["analog"]["e"]["v"] = np.concatenate([b.analog for b in batches])
+    rows["valid_mask"] = np.concatenate([b.valid_mask for b in batches])
+    return copybin.encode(rows)
+
+
+def reset(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE pose_frames, ingest_ranges, pose_rate_1s")
+        conn.execute("CHECKPOINT")  # each run starts without the previous run's dirty pages
+
+
+def run_copy(dsn: str, buf: bytes) -> float:
+    reset(dsn)
+    with psycopg.connect(dsn) as conn:
+        t = time.perf_counter()
+        with conn.cursor().copy(
+            "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            mv = memoryview(buf)
+            for i in range(0, len(buf), 1 << 20):
+                copy.write(mv[i : i + (1 << 20)])
+        conn.commit()
+        return time.perf_counter() - t
+
+
+def run_psql(dsn: str, csv_path: Path) -> float:
+    reset(dsn)
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql not found (postgresql-client)")
+    t = time.perf_counter()
+    subprocess.run(
+        [psql, dsn, "-q", "-v", "ON_ERROR_STOP=1", "-c",
+         f"\\copy pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
+         f"FROM '{csv_path}' WITH (FORMAT csv)"],
+        check=True,
+    )  # fmt: skip
+    return time.perf_counter() - t
+
+
+def run_writer(dsn: str, batches: list[PoseBatch], spool_dir: Path) -> tuple[float, dict[str, Any]]:
+    reset(dsn)
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    cfg = WriterConfig("bench", spool_dir, metrics_interval_s=3600)
+    w = TelemetryWriter(dsn, cfg).start()
+    # warm the connection so connect time is not counted (the controller's writer is long-lived)
+    deadline = time.monotonic() + 10
+    while w.state.value != "database" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t = time.perf_counter()
+    for b in batches:
+        w.submit(b)
+    assert w.flush(600)
+    elapsed = time.perf_counter() - t
+    st = w.stats()
+    w.close()
+    expected = sum(b.n for b in batches)
+    if st.rows_written != expected:
+        raise SystemExit(f"writer stored {st.rows_written} of {expected} rows")
+    return elapsed, {"transactions": st.transactions, "spooled_records": st.spooled_records}
+
+
+def layouts(dsn: str, frames: int) -> None:
+    """Per-frame arrays vs one row per tracker, binary COPY into a hypertable (the schema choice)."""
+    batches = make_batches(frames, 1)
+    buf_frame = prebuilt_buffer(batches)
+    cols = [
+        copybin.Column("time", "timestamptz"),
+        copybin.Column("rig_time", "float8"),
+        copybin.Column("session_id", "uuid"),
+        copybin.Column("rig_id", "bytes", size=6),
+        copybin.Column("seq", "int8"),
+        copybin.Column("tracker", "int2"),
+        *[copybin.Column(c, "float4") for c in ("px", "py", "pz", "qw", "qx", "qy", "qz")],
+        copybin.Column("valid", "bool"),
+    ]
+    n = frames * TRACKERS
+    r = copybin.new_rows(cols, n)
+    poses = np.concatenate([b.poses for b in batches]).reshape(-1, 7)
+    r["time"] = copybin.us_to_pg(np.repeat(np.concatenate([b.time_us for b in batches]), TRACKERS))
+    r["rig_time"] = np.repeat(np.concatenate([b.rig_time for b in batches]), TRACKERS)
+    r["session_id"] = copybin.uuid_bytes(batches[0].session_id)
+    r["rig_id"] = b"rig-00"
+    r["seq"] = np.repeat(np.concatenate([b.seqs for b in batches]), TRACKERS)
+    r["tracker"] = np.tile(np.arange(TRACKERS), frames)
+    for i, c in enumerate(("px", "py", "pz", "qw", "qx", "qy", "qz")):
+        r[c] = poses[:, i]
+    r["valid"] = 1
+    buf_tracker = copybin.encode(r)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_tracker_rows (time timestamptz NOT NULL, "
+            "rig_time float8, session_id uuid, rig_id text, seq int8, tracker int2, px real, "
+            "py real, pz real, qw real, qx real, qy real, qz real, valid bool)"
+        )
+        conn.execute(
+            "SELECT create_hypertable('bench_tracker_rows', 'time', "
+            "chunk_time_interval => interval '30 minutes', if_not_exists => true)"
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS bench_tracker_rows_session ON bench_tracker_rows "
+            "(session_id, time DESC)"
+        )
+    res: dict[str, list[float]] = {"frame": [], "tracker": []}
+    sizes: dict[str, int] = {}
+    for _ in range(3):
+        res["frame"].append(run_copy(dsn, buf_frame))
+        with psycopg.connect(dsn) as conn:
+            sizes["frame"] = int(conn.execute("SELECT hypertable_size('pose_frames')").fetchone()[0])  # type: ignore[index]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE bench_tracker_rows")
+            conn.execute("CHECKPOINT")
+        with psycopg.connect(dsn) as conn:
+            t = time.perf_counter()
+            with conn.cursor().copy("COPY bench_tracker_rows FROM STDIN (FORMAT BINARY)") as copy:
+                mv = memoryview(buf_tracker)
+                for i in range(0, len(buf_tracker), 1 << 20):
+                    copy.write(mv[i : i + (1 << 20)])
+            conn.commit()
+            res["tracker"].append(time.perf_counter() - t)
+            sizes["tracker"] = int(
+                conn.execute("SELECT hypertable_size('bench_tracker_rows')").fetchone()[0]  # type: ignore[index]
+            )
+    for layout, times in res.items():
+        m = statistics.median(times)
+        rows = frames if layout == "frame" else n
+        emit(bench="pose_layout", layout=layout, poses=n, rows=rows, seconds=round(m, 3),
+             poses_per_s=round(n / m), rows_per_s=round(rows / m),
+             table_bytes=sizes[layout], bytes_per_row=round(sizes[layout] / rows))  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=240_000, help="pose frames per run")
+    ap.add_argument("--rigs", type=int, default=40)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dsn", help="use this database (it will be migrated, pose tables truncated)")
+    ap.add_argument("--layouts", action="store_true", help="also compare the pose row layouts")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    os.chmod(tmp, 0o755)
+    cluster: ManagedCluster | None = None
+    try:
+        if args.dsn:
+            dsn = args.dsn
+        else:
+            cluster = ManagedCluster(tmp / "pg")
+            cluster.start()
+            dsn = cluster.create_database("bench")
+        migrate(dsn)
+        batches = make_batches(args.frames, args.rigs)
+        frames = sum(b.n for b in batches)
+        buf = prebuilt_buffer(batches)
+        # the CSV file: exactly the rows the binary COPY loads, written by the server itself
+        run_copy(dsn, buf)
+        csv_path = tmp / "poses.csv"
+        with (
+            psycopg.connect(dsn) as conn,
+            csv_path.open("wb") as f,
+            conn.cursor().copy(
+                "COPY (SELECT time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask "
+                "FROM pose_frames) TO STDOUT (FORMAT csv)"
+            ) as copy,
+        ):
+            for chunk in copy:
+                f.write(chunk)
+        os.chmod(csv_path, 0o644)
+        emit(bench="ingest", setup=True, frames=frames, rigs=args.rigs, chunk=CHUNK,
+             trackers=TRACKERS, analog=ANALOG, copy_bytes=len(buf),
+             csv_bytes=csv_path.stat().st_size, cpus=os.cpu_count())  # fmt: skip
+        times: dict[str, list[float]] = {"writer": [], "copy_prebuilt": [], "psql_csv": []}
+        extra: dict[str, Any] = {}
+        for rep in range(args.repeat):
+            order = ["writer", "copy_prebuilt", "psql_csv"]
+            order = order[rep % 3 :] + order[: rep % 3]  # rotate so no method always goes first
+            for method in order:
+                if method == "writer":
+                    el, extra = run_writer(dsn, batches, tmp / "spool")
+                elif method == "copy_prebuilt":
+                    el = run_copy(dsn, buf)
+                else:
+                    el = run_psql(dsn, csv_path)
+                times[method].append(el)
+                emit(bench="ingest", method=method, repeat=rep, seconds=round(el, 3),
+                     rows_per_s=round(frames / el))  # fmt: skip
+        med = {m: statistics.median(v) for m, v in times.items()}
+        for m, v in med.items():
+            emit(bench="ingest", method=m, median_seconds=round(v, 3),
+                 rows_per_s=round(frames / v), poses_per_s=round(frames * TRACKERS / v),
+                 **(extra if m == "writer" else {}))  # fmt: skip
+        emit(
+            bench="ingest",
+            ratio_writer_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["writer"], 3),
+            ratio_psql_csv_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["psql_csv"], 3),
+            ratio_writer_vs_psql_csv=round(med["psql_csv"] / med["writer"], 3),
+            target_writer_vs_copy=0.8,
+        )
+        if args.layouts:
+            layouts(dsn, min(args.frames, 200_000))
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
