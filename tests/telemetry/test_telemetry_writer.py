@@ -264,3 +264,22 @@ def test_rejected_record_does_not_block(tdsn: str, tmp_path: Path, pose_batch: P
                 "new row for relation"
             )
         )
+
+
+def test_writer_records_its_own_ops_metrics(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    sid = uuid.uuid4()
+    w, _ = _writer(tdsn, tmp_path, metrics_interval_s=0.0)
+    with w:
+        w.submit(pose_batch(sid, 0, 12))
+        assert w.flush(10)
+        w.submit(pose_batch(sid, 12, 12))  # the next flush carries the metrics of the first
+        assert w.flush(10)
+    with psycopg.connect(tdsn) as conn:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM ops_metrics WHERE component = 'writer' AND site_id = 'site-a'"
+            ).fetchall()
+        }
+    assert {"writer_queue_depth", "spool_pending_records", "spool_pending_bytes", "rows_written"} <= names
+    assert "ingest_lag_ms" in names
