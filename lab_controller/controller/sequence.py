@@ -98,6 +98,13 @@ class SessionSequence:
     def admit(self, first_seq: int, count: int) -> Admission:
         """Classify [first_seq, first_seq+count) and record the kept part as received."""
         end = first_seq + count
+        ranges = self.received.ranges
+        if (len(ranges) == 1 and ranges[0][1] == first_seq) or (not ranges and first_seq == self.base):
+            # The common case: the next contiguous chunk (one range, extended in place).
+            ranges[:] = [(ranges[0][0] if ranges else first_seq, end)]
+            self.chunks += 1
+            self.samples += count
+            return Admission(keep=[(first_seq, end)], duplicate_samples=0, opened_gap=False)
         keep = self.received.uncovered(first_seq, end)
         kept = sum(e - s for s, e in keep)
         dup = count - kept
