@@ -134,7 +134,8 @@ def resolve_variables(
             check.columns, check.row_count = list(result.columns), len(result.rows)
             if checks is not None:
                 checks.append(check)
-            options = _values(result)
+            # No rows: Grafana offers a single "None" option whose value is the empty string.
+            options = _values(result) or [""]
         elif var.get("type") == "custom":
             options = [o.strip() for o in str(var.get("query", "")).split(",") if o.strip()]
         value: str | Sequence[str]
