@@ -170,3 +170,15 @@ def test_no_sql_built_with_str_format() -> None:
 def test_panel_titles_are_unique(model: dict[str, Any]) -> None:
     titles = [p["title"] for p in panels(model)]
     assert len(titles) == len(set(titles))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m["uid"])
+def test_hypertable_queries_are_bounded_in_time(model: dict[str, Any]) -> None:
+    """Every query reading a hypertable bounds its time (chunk exclusion): a dashboard left
+    open on a classroom screen must not scan months of poses every 5 s."""
+    from telemetry.schema import HYPERTABLES
+
+    for sql in all_sql(model):
+        tables = {t.TABLE for t in HYPERTABLES if re.search(rf"\b{t.TABLE}\b", sql)}
+        if tables:
+            assert re.search(r"\$__timeFilter\(|\$__timeTo\(\)", sql), (query_name(sql), tables)
