@@ -130,6 +130,7 @@ class Controller:
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
         self.loop_errors = 0
         self.held_events = 0
+        self._sid_cache: dict[uuid.UUID, str] = {}
 
     # ─────────────────────────────────────────────────────────────────── lifecycle
 
@@ -722,7 +723,10 @@ class Controller:
         if rec is None:
             self.bad.record("unknown_rig", f"chunk with handle {header.rig_handle}")
             return
-        sid = str(header.session_id)
+        if self.security is not None and inc.user_id != rec.rig_id:
+            self.bad.record("not_allowed", f"{inc.user_id!r} sent a chunk as {rec.rig_id!r}")
+            return
+        sid = self._sid_text(header.session_id)
         try:
             chunk = P.decode_chunk(inc.frames, rec.layout, header)
         except P.ProtocolError as exc:
@@ -764,6 +768,15 @@ class Controller:
                 self._held.append(part)
         for part in parts:
             self.runner.chunk(sid, part, now)
+
+    def _sid_text(self, sid: uuid.UUID) -> str:
+        """Text form of a session UUID, cached (str(UUID) costs µs on every chunk)."""
+        text = self._sid_cache.get(sid)
+        if text is None:
+            if len(self._sid_cache) > 100_000:
+                self._sid_cache.clear()
+            text = self._sid_cache[sid] = str(sid)
+        return text
 
     def _retry_held(self) -> None:
         while self._held:

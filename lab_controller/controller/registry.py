@@ -7,6 +7,7 @@ clock is injected so the rules are testable without sleeping.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -112,7 +113,6 @@ class RigRegistry:
         self._by_id: dict[str, RigRecord] = {}
         self._by_identity: dict[bytes, str] = {}
         self._by_handle: dict[int, str] = {}
-        self._next_handle = 1
 
     @property
     def dead_after_s(self) -> float:
@@ -142,8 +142,7 @@ class RigRegistry:
         now = self._clock()
         rec = self._by_id.get(hello.rig_id)
         if rec is None:
-            handle = self._next_handle
-            self._next_handle += 1
+            handle = self._new_handle()
             rec = RigRecord(
                 rig_id=hello.rig_id, handle=handle, identity=identity, hello=hello,
                 layout=layout, registered_at=wall_now, last_seen=now,
@@ -169,6 +168,15 @@ class RigRegistry:
         rec.session_id = hello.active_session.session_id if hello.active_session else None
         self._by_identity[identity] = hello.rig_id
         return rec, known
+
+    def _new_handle(self) -> int:
+        """A random non-zero u32 handle not in use: handles are never reused by this process
+        and, being random, almost never collide with a previous process's (docs/protocol.md §12),
+        so a stale chunk from before a restart is not taken for another rig's."""
+        while True:
+            handle = secrets.randbits(32)
+            if handle and handle not in self._by_handle:
+                return handle
 
     def touch(self, rec: RigRecord) -> None:
         """Any message from the rig proves it alive."""

@@ -165,7 +165,9 @@ class ControllerSockets:
 
     def _drain(self, sock: zmq.Socket[bytes], source: Source, routed: bool,
                out: list[Incoming]) -> None:
-        want_user = self.security is not None and source != "data"
+        # Under CurveZMQ the ZAP User-Id (the key's name) comes with every message; the engine
+        # checks it against the rig id on HELLO and on every chunk.
+        want_user = self.security is not None
         for _ in range(self.cfg.drain_batch):
             user_id: str | None = None
             try:

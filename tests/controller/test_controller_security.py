@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import FAST, Harness
-from controller_testkit import spawn_agent, terminate, wait_for
+from controller_testkit import LAYOUT, spawn_agent, terminate, wait_for
 
 from lab_controller import protocol as P
 from lab_controller.cli import cli
@@ -27,8 +29,8 @@ from lab_controller.controller.security import is_local_endpoint, load_keypair, 
 def _keys(tmp: Path) -> tuple[Path, Path]:
     keys, allowed = tmp / "keys", tmp / "allowed"
     runner = CliRunner()
-    for name, allow in (("controller", None), ("rig-01", "rig"), ("teacher", "instructor"),
-                        ("intruder", None)):
+    for name, allow in (("controller", None), ("rig-01", "rig"), ("rig-02", "rig"),
+                        ("teacher", "instructor"), ("intruder", None)):
         args = ["keys", "generate", name, "--dir", str(keys)]
         if allow:
             args += ["--allow", allow, "--allow-list", str(allowed)]
@@ -58,6 +60,20 @@ def test_curve_allow_list_binds_keys_to_names(harness: Harness, tmp_path: Path) 
     with ApiClient(harness.api_endpoint, timeout_s=5, security=teacher) as api:
         rows = api.request(P.ApiRigs()).data["rigs"]
         assert [r["rig_id"] for r in rows] == ["rig-01"]
+        # an allowed rig cannot send chunks under another rig's handle
+        other = harness.rig("rig-02", curve=_curve(keys, "rig-02"))
+        assert other.wait(lambda: other.handle != 0, 5)
+        sid = api.request(P.ApiSessionStart(rig_id="rig-01", exercise_id="x", trainee="t")
+                          ).data["session"]["session_id"]
+        poses = np.zeros((2, 2, 7), np.float32)
+        poses[..., 6] = 1
+        forged = P.encode_chunk(rig_handle=good.handle, layout=LAYOUT,
+                                session_id=uuid.UUID(sid), first_seq=10**6, rig_time_first=1.0,
+                                period=0.01, poses=poses, analog=np.zeros((2, 1), np.float32))
+        other.send_raw(list(forged), data=True)
+        assert wait_for(lambda: api.request(P.ApiRigs()).data["controller"]["bad_input"]
+                        .get("not_allowed", 0) >= 2, 3)
+        assert api.request(P.ApiSessionShow(session_id=sid)).data["session"]["gaps"] == 0
     assert not stranger.welcomes and not plain.welcomes
     as_rig = ClientSecurity.load(keys / "rig-01.key_secret", keys / "controller.key")
     with ApiClient(harness.api_endpoint, timeout_s=0.7, security=as_rig) as api, \
