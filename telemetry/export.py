@@ -2,7 +2,7 @@
 and a trainee's training record (JSON or CSV).
 
 Pose files have one row per frame: ``time`` (UTC, µs), ``rig_time``, ``seq``, ``valid_mask``, then
-``t<i>_<px|py|pz|qw|qx|qy|qz>`` per tracker and ``a<j>`` per analog channel. CSV floats are
+``t<i>_<px|py|pz|qx|qy|qz|qw>`` per tracker and ``a<j>`` per analog channel. CSV floats are
 written in their shortest exact form (PostgreSQL's own text output for float4/float8 since
 PostgreSQL 12, and numpy's for Parquet's source arrays), so a re-read value is bit-identical.
 """

@@ -65,9 +65,10 @@ class PoseBatch:
     - ``seq0``: sequence number of the first frame; frame i has seq ``seq0 + i``.
     - ``time_us`` (n,) int64: corrected time (controller clock), Unix µs.
     - ``rig_time`` (n,) float64: the rig's own clock, seconds.
-    - ``poses`` (n, T, 7) float32: per tracker px, py, pz (metres), qw, qx, qy, qz.
+    - ``poses`` (n, T, 7) float32: per tracker px, py, pz (metres), qx, qy, qz, qw (the wire
+      protocol's order, docs/protocol.md §6.2); invalid trackers may hold NaN.
     - ``analog`` (n, A) float32: analog channels (A may be 0).
-    - ``valid_mask`` (n,) int32: bit t set when tracker t was tracked.
+    - ``valid_mask`` (n,) int32: bit t set when tracker t was tracked (T ≤ 32).
     """
 
     session_id: uuid.UUID
@@ -99,6 +100,44 @@ class PoseBatch:
     @property
     def seqs(self) -> npt.NDArray[np.int64]:
         return np.arange(self.seq0, self.seq0 + self.n, dtype=np.int64)
+
+    @classmethod
+    def from_chunk(
+        cls,
+        session_id: uuid.UUID,
+        rig_id: str,
+        first_seq: int,
+        count: int,
+        trackers: int,
+        analog: int,
+        floats: npt.NDArray[np.float32] | bytes | memoryview,
+        rig_time_first: float,
+        period: float,
+        clock_offset_s: float,
+        mask: npt.NDArray[np.uint8] | bytes | None = None,
+    ) -> PoseBatch:
+        """A batch from a wire sample chunk (docs/protocol.md §6) without per-sample Python.
+
+        ``floats``: the chunk's float32 buffer, ``count × T × 7`` poses then ``count × A``
+        analog; ``mask``: the optional validity mask bytes (``count × ceil(T/8)``, LSB first),
+        None = every tracker valid. Corrected time = rig time + ``clock_offset_s`` (the
+        controller's estimate of controller clock minus rig clock), in Unix µs.
+        """
+        buf = np.frombuffer(floats, dtype="<f4") if not isinstance(floats, np.ndarray) else floats
+        per = trackers * 7
+        poses = buf[: count * per].reshape(count, trackers, 7)
+        an = buf[count * per : count * (per + analog)].reshape(count, analog)
+        rig_time = rig_time_first + np.arange(count, dtype=np.float64) * period
+        time_us = np.rint((rig_time + clock_offset_s) * 1e6).astype(np.int64)
+        if mask is None:
+            valid = np.full(count, (1 << trackers) - 1 if trackers < 32 else -1, dtype=np.int32)
+        else:
+            nbytes = (trackers + 7) // 8
+            m = np.frombuffer(mask, dtype=np.uint8).reshape(count, nbytes)
+            padded = np.zeros((count, 4), dtype=np.uint8)
+            padded[:, :nbytes] = m
+            valid = padded.view("<u4").reshape(count).astype(np.int64).astype(np.int32)
+        return cls(session_id, rig_id, int(first_seq), time_us, rig_time, poses, an, valid)
 
     def to_bytes(self) -> bytes:
         meta = {"s": str(self.session_id), "r": self.rig_id, "q": self.seq0}

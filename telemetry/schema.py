@@ -99,7 +99,7 @@ class OpsMetrics(Table):
 
 
 class PoseFrames(Table):
-    """Hypertable: one row per frame; poses real[tracker][px,py,pz,qw,qx,qy,qz]."""
+    """Hypertable: one row per frame; poses real[tracker][px,py,pz,qx,qy,qz,qw]."""
 
     TABLE = "pose_frames"
     time: Final = "time"
@@ -151,10 +151,10 @@ class PoseSamples(Table):
     px: Final = "px"
     py: Final = "py"
     pz: Final = "pz"
-    qw: Final = "qw"
     qx: Final = "qx"
     qy: Final = "qy"
     qz: Final = "qz"
+    qw: Final = "qw"
     valid: Final = "valid"
 
 
@@ -382,8 +382,9 @@ HYPERTABLES: Final[tuple[type[Table], ...]] = (
 )
 VIEWS: Final[tuple[type[Table], ...]] = (PoseSamples, PoseRate1M)
 
-POSE_COMPONENTS: Final = ("px", "py", "pz", "qw", "qx", "qy", "qz")
-"""Order of the 7 values per tracker in ``pose_frames.poses`` (positions in metres)."""
+POSE_COMPONENTS: Final = ("px", "py", "pz", "qx", "qy", "qz", "qw")
+"""Order of the 7 values per tracker in ``pose_frames.poses`` (positions in metres, unit
+quaternion scalar last): the wire protocol's order (docs/protocol.md §6.2)."""
 
 SESSION_STATES: Final = ("assigned", "ready", "running", "stopping", "finished", "aborted", "failed")
 

@@ -285,7 +285,8 @@ class Store:
             np.concatenate(([True], (s_sorted[1:] != s_sorted[:-1]) | (sec_sorted[1:] != sec_sorted[:-1])))
         )
         frames = np.diff(np.append(starts, n))
-        valid = np.add.reduceat(((valid_all & full) == full)[order].astype(np.int64), starts)
+        v64 = valid_all.astype(np.int64) & 0xFFFFFFFF  # bit 31 (tracker 31) is the int32 sign
+        valid = np.add.reduceat(((v64 & full) == full)[order].astype(np.int64), starts)
         last_seq = np.maximum.reduceat(seq_all[order], starts)
         last_t = np.maximum.reduceat(t_all[order], starts)
         sessions = list(ids)

@@ -68,3 +68,54 @@ def test_copy_rows_match_the_manual_layout() -> None:
         + be(4, 12) + be(4, 0) + be(4, 0) + be(4, 700)
     )  # fmt: skip
     assert copybin.encode(rows, header=False, trailer=False) == expected
+
+
+def test_pose_batch_from_the_protocol_worked_example() -> None:
+    """docs/protocol.md §6.4: T=2, A=1, 2 samples from seq 240, the hmd lost in sample 1."""
+    import uuid
+
+    from telemetry.records import PoseBatch
+
+    torch0 = [100, 1200, -50, 0, 0, 0, 1]
+    nan7 = [float("nan")] * 7
+    floats = np.array(torch0 + torch0 + torch0 + nan7 + [0.0, 1.0], dtype="<f4").tobytes()
+    sid = uuid.UUID("6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b")
+    b = PoseBatch.from_chunk(sid, "rig-7", 240, 2, 2, 1, floats, 5123.25, 1 / 120, 1.7e9,
+                             mask=bytes([0x03, 0x01]))  # fmt: skip
+    assert b.seqs.tolist() == [240, 241]
+    assert b.valid_mask.tolist() == [0b11, 0b01]
+    assert b.poses[0, 0].tolist() == torch0 and np.isnan(b.poses[1, 1]).all()
+    assert b.analog.tolist() == [[0.0], [1.0]]
+    assert b.rig_time[1] == 5123.25 + 1 / 120
+    assert b.time_us.tolist() == [round((5123.25 + 1.7e9) * 1e6), round((5123.25 + 1 / 120 + 1.7e9) * 1e6)]
+    all_valid = PoseBatch.from_chunk(sid, "r", 0, 2, 32, 0, np.zeros(2 * 32 * 7, "<f4"), 0.0, 0.01, 0.0)
+    assert all_valid.valid_mask.tolist() == [-1, -1]  # 32 trackers: every bit set
+
+
+def test_every_record_survives_the_spool_encoding() -> None:
+    import uuid
+
+    from telemetry_factories import make_pose_batch, score_batch
+
+    from telemetry import records as rec
+
+    sid = uuid.uuid4()
+    pb = make_pose_batch(sid, 5, 3)
+    back = rec.decode(rec.Kind.POSE, pb.to_bytes())
+    assert isinstance(back, rec.PoseBatch)
+    assert (back.session_id, back.rig_id, back.seq0) == (sid, pb.rig_id, 5)
+    for name in ("time_us", "rig_time", "poses", "analog", "valid_mask"):
+        assert np.array_equal(getattr(back, name), getattr(pb, name))
+    sb = score_batch(sid, 0, 3)
+    sback = rec.decode(rec.Kind.SCORE, sb.to_bytes())
+    assert isinstance(sback, rec.ScoreWindowBatch) and sback.params == sb.params
+    assert np.array_equal(sback.mean, sb.mean)
+    small: list[rec.Record] = [
+        rec.Cue(1, sid, "r", "too_high", "a", 2, 1.5, "m"),
+        rec.SessionEvent(2, sid, "note", "r", {"x": [1, 2]}),
+        rec.OpsMetric(3, "controller", "rigs_online", 4.0),
+        rec.SessionRecord(sid, "r", "running", gap_count=2),
+        rec.SessionResult(sid, "rb", 1, 50.0, False, metrics=(rec.MetricBreakdown("a", 1.0),)),
+    ]
+    for r in small:
+        assert rec.decode(rec.kind_of(r), r.to_bytes()) == r

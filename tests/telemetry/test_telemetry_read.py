@@ -154,7 +154,7 @@ def test_export_session_csv_and_parquet_hold_exactly_the_stored_rows(lab: str, t
     table = pq.read_table(files[f"session-{S_DONE}-poses.parquet"].path)
     assert table.num_rows == 360
     assert np.array_equal(table.column("seq").to_numpy(), stored.seq)
-    assert np.array_equal(table.column("t3_qz").to_numpy(), stored.poses[:, 3, 6])
+    assert np.array_equal(table.column("t3_qw").to_numpy(), stored.poses[:, 3, 6])  # qw is last
     assert np.array_equal(table.column("a1").to_numpy(), stored.analog[:, 1])
     assert np.array_equal(table.column("time").cast("int64").to_numpy(), stored.time_us)
     assert pq.read_table(files[f"session-{S_DONE}-params.parquet"].path).num_rows == 16

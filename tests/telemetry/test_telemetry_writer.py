@@ -80,7 +80,7 @@ def test_per_tracker_view_and_rollup(tdsn: str, tmp_path: Path, pose_batch: PB) 
         assert w.flush(10)
     with psycopg.connect(tdsn) as conn:
         row = conn.execute(
-            "SELECT px, py, pz, qw, qx, qy, qz, valid FROM pose_samples "
+            "SELECT px, py, pz, qx, qy, qz, qw, valid FROM pose_samples "
             "WHERE session_id = %s AND seq = 50 AND tracker = 5",
             (sid,),
         ).fetchone()
