@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
 from lab_controller import protocol as P
+from lab_controller.controller import (
+    ApiClient,
+    Controller,
+    ControllerConfig,
+    SessionEvent,
+    SpoolSink,
+)
 
 TRACKERS = [("torch", "tool"), ("hmd", "headset")]
 ANALOG = ["trigger"]
@@ -333,29 +347,10 @@ class ScriptedRig:
             self.inflight.discard(key)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--controller", required=True)
-    ap.add_argument("--rig-id", required=True)
-    ap.add_argument("--heartbeat", type=float, default=0.2)
-    a = ap.parse_args()
-    rig = ScriptedRig(a.controller, a.rig_id, heartbeat_s=a.heartbeat)
-    rig._open()
-    rig.run()
-
-
-if __name__ == "__main__":
-    main()
 
 
 # ── process helpers (real agents, a real controller process) ────────────────────────────────
 
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -441,3 +436,84 @@ def stored_samples(spool_dir: Path) -> dict[str, list[int]]:
             out.setdefault(str(ch.session_id), []).extend(
                 range(ch.first_seq, ch.first_seq + ch.count))
     return out
+
+
+# ── an in-process controller harness (used through the `harness` fixture) ──────────────────
+
+
+FAST = {
+    "control_endpoint": "tcp://127.0.0.1:*",
+    "data_endpoint": "tcp://127.0.0.1:*",
+    "api_endpoint": "tcp://127.0.0.1:*",
+    # Short intervals keep the suite fast; the kill -9 test uses the production 1 s.
+    "heartbeat_interval_s": 0.2,
+    "timesync_interval_s": 0.5,
+    "command_timeout_s": 2.0,
+    "interrupted_grace_s": 5.0,
+}
+
+
+class Harness:
+    """A running controller plus the rigs and clients a test made (all closed at teardown)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.ctrl: Controller | None = None
+        self.sink: SpoolSink | None = None
+        self.rigs: list[ScriptedRig] = []
+        self.clients: list[ApiClient] = []
+        self.events: list[SessionEvent] = []
+
+    def start(self, observers: Sequence[Any] = (), **overrides: Any) -> Controller:
+        cfg = ControllerConfig(**{**FAST, **overrides})
+        return self.start_with(cfg, observers=observers)
+
+    def start_with(self, cfg: ControllerConfig, **kw: Any) -> Controller:
+        self.sink = SpoolSink(self.tmp / "spool")
+        self.ctrl = Controller(cfg, self.sink, event_sink=self.events.append, **kw)
+        self.ctrl.start()
+        return self.ctrl
+
+    @property
+    def control(self) -> str:
+        assert self.ctrl is not None
+        return self.ctrl.endpoints["control"]
+
+    @property
+    def api_endpoint(self) -> str:
+        assert self.ctrl is not None
+        return self.ctrl.endpoints["api"]
+
+    def rig(self, rig_id: str, **kw: Any) -> ScriptedRig:
+        r = ScriptedRig(self.control, rig_id, **kw).start()
+        self.rigs.append(r)
+        return r
+
+    def client(self) -> ApiClient:
+        c = ApiClient(self.api_endpoint, timeout_s=10)
+        self.clients.append(c)
+        return c
+
+    def close(self) -> None:
+        for r in self.rigs:
+            r.stop()
+        for c in self.clients:
+            c.close()
+        if self.ctrl is not None:
+            self.ctrl.stop()
+        if self.sink is not None:
+            self.sink.close()
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--controller", required=True)
+    ap.add_argument("--rig-id", required=True)
+    ap.add_argument("--heartbeat", type=float, default=0.2)
+    a = ap.parse_args()
+    rig = ScriptedRig(a.controller, a.rig_id, heartbeat_s=a.heartbeat)
+    rig._open()
+    rig.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-from conftest import Harness
-from controller_testkit import LAYOUT, ScriptedRig, stored_samples, wait_for
+from controller_testkit import LAYOUT, Harness, ScriptedRig, stored_samples, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-from conftest import Harness
-from controller_testkit import REPO, wait_for
+from controller_testkit import REPO, Harness, wait_for
 
 from lab_controller.cli import cli
 from lab_controller.cli._common import CliError

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Harness
-from controller_testkit import LAYOUT, ScriptedRig, wait_for
+from controller_testkit import LAYOUT, Harness, ScriptedRig, wait_for
 
 from lab_controller import protocol as P
 from lab_controller.controller import (

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Harness
 from controller_testkit import (
+    Harness,
     free_port,
     kill9,
     spawn_agent,

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import FAST, Harness
-from controller_testkit import LAYOUT, spawn_agent, terminate, wait_for
+from controller_testkit import FAST, LAYOUT, Harness, spawn_agent, terminate, wait_for
 
 from lab_controller import protocol as P
 from lab_controller.cli import cli

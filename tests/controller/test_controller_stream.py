@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Harness
+from controller_testkit import Harness
 
 from lab_controller import protocol as P
 from lab_controller.controller import decode_spool_record
