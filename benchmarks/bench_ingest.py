@@ -280,8 +280,13 @@ def main() -> None:
             emit(bench="ingest", method=m, median_seconds=round(v, 3),
                  rows_per_s=round(frames / v), poses_per_s=round(frames * TRACKERS / v),
                  **(extra if m == "writer" else {}))  # fmt: skip
+        paired = [c / w for c, w in zip(times["copy_prebuilt"], times["writer"], strict=True)]
         emit(
             bench="ingest",
+            # the machine is shared and noisy: also the median of the per-repeat ratios, each
+            # from two runs next to each other in time
+            paired_ratio_writer_vs_copy_prebuilt=round(statistics.median(paired), 3),
+            paired_ratios=[round(x, 3) for x in paired],
             ratio_writer_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["writer"], 3),
             ratio_psql_csv_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["psql_csv"], 3),
             ratio_writer_vs_psql_csv=round(med["psql_csv"] / med["writer"], 3),

@@ -91,6 +91,7 @@ class Store:
         self.site_id = site_id
         self._ranges: dict[tuple[str, uuid.UUID], RangeSet] = {}
         self._column_cache: dict[tuple[int, int, int], list[Column]] = {}
+        self._templates: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
 
     # ---- range cache -------------------------------------------------------------------
     def reset(self) -> None:
@@ -260,7 +261,11 @@ class Store:
         t_all = np.concatenate([sel(b.time_us, i) for b, i in members])
         seq_all = np.concatenate([b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in members])
         valid_all = np.concatenate([sel(b.valid_mask, i) for b, i in members])
-        rows = copybin.new_rows(cols, n)
+        template = self._templates.get(key)
+        if template is None or template.shape[0] < n:
+            # field counts, lengths and array headers never change for a shape: fill them once
+            template = self._templates[key] = copybin.new_rows(cols, max(n, ENCODE_ROWS))
+        rows = template[:n]
         rows["time"] = copybin.us_to_pg(t_all)
         rows["rig_time"] = np.concatenate([sel(b.rig_time, i) for b, i in members])
         sids = np.frombuffer(b"".join(b.session_id.bytes for b, _i in members), dtype="V16")
