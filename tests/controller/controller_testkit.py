@@ -50,7 +50,7 @@ class _Stored:
 
     @property
     def last_seq(self) -> int:
-        return self.first_seq + self.poses.shape[0] - 1
+        return self.first_seq + int(self.poses.shape[0]) - 1
 
 
 class ScriptedRig:
@@ -360,7 +360,8 @@ def free_port() -> int:
     """A TCP port free right now on loopback (tiny race, fine for tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port: int = s.getsockname()[1]
+        return port
 
 
 def spawn_agent(control: str, rig_id: str, *extra: str, log: Path | None = None
@@ -441,7 +442,7 @@ def stored_samples(spool_dir: Path) -> dict[str, list[int]]:
 # ── an in-process controller harness (used through the `harness` fixture) ──────────────────
 
 
-FAST = {
+FAST: dict[str, Any] = {
     "control_endpoint": "tcp://127.0.0.1:*",
     "data_endpoint": "tcp://127.0.0.1:*",
     "api_endpoint": "tcp://127.0.0.1:*",

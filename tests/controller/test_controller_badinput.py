@@ -122,7 +122,9 @@ def test_bad_chunks_are_nacked_good_samples_all_kept(harness: Harness, tmp_path:
     rig.send_raw(_chunk(rig, sid, 2, mask=True), data=True)  # NaN only where masked: good
     rig.send_raw([good[0][:8] + b"\xff\xff\x00\x00" + good[0][12:], good[1]], data=True)
     rig.send_raw([b"junk"], data=True)
-    nacks = lambda: [m for m in rig.received if isinstance(m, P.DataNack)]  # noqa: E731
+    def nacks() -> list[P.DataNack]:
+        return [m for m in rig.received if isinstance(m, P.DataNack)]
+
     assert wait_for(lambda: len(nacks()) == 4, 3)
     assert sorted(n.code.value for n in nacks()) == sorted(k for _, k in bad)
     counts = ctrl.status()["bad_input"]

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ from lab_controller.controller import (
 )
 
 
-def _show(h: Harness, sid: str) -> dict[str, object]:
-    return h.client().request(P.ApiSessionShow(session_id=sid)).data["session"]
+def _show(h: Harness, sid: str) -> dict[str, Any]:
+    row: dict[str, Any] = h.client().request(P.ApiSessionShow(session_id=sid)).data["session"]
+    return row
 
 
 def _start(h: Harness, rig: str, **kw: object) -> str:
@@ -44,7 +46,7 @@ def test_hung_rig_interrupts_then_resumes_within_grace(harness: Harness) -> None
     harness.client().request(P.ApiSessionStop(session_id=sid))
     assert wait_for(lambda: _show(harness, sid)["state"] == "finished", 5)
     s = _show(harness, sid)
-    assert s["gaps"] == 0 and s["durable_seq"] == s["end_of_stream"]["last_seq"]  # type: ignore[index]
+    assert s["gaps"] == 0 and s["durable_seq"] == s["end_of_stream"]["last_seq"]
 
 
 def test_interrupted_session_fails_after_grace_and_abort_needs_no_rig(harness: Harness) -> None:
@@ -116,7 +118,7 @@ def test_observer_sees_every_sample_once_and_cues_reach_the_rig(harness: Harness
     assert rig.wait(lambda: len(rig.cues) > 50, 5)
     harness.client().request(P.ApiSessionStop(session_id=sid))
     assert wait_for(lambda: obs.ended == [(sid, "finished")], 5)
-    last = _show(harness, sid)["end_of_stream"]["last_seq"]  # type: ignore[index]
+    last = _show(harness, sid)["end_of_stream"]["last_seq"]
     assert obs.samples == last + 1
     assert obs.started[0].session_id == sid and obs.started[0].rubric_version == "v3"
     assert obs.started[0].trackers == LAYOUT.trackers

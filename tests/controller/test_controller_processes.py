@@ -34,14 +34,13 @@ pytestmark = pytest.mark.slow
 
 
 def _session(api: ApiClient, sid: str) -> dict[str, Any]:
-    return api.request(P.ApiSessionShow(session_id=sid)).data["session"]
+    row: dict[str, Any] = api.request(P.ApiSessionShow(session_id=sid)).data["session"]
+    return row
 
 
 def _rig(api: ApiClient, rig_id: str) -> dict[str, Any] | None:
-    for r in api.request(P.ApiRigs()).data["rigs"]:
-        if r["rig_id"] == rig_id:
-            return r
-    return None
+    rows: list[dict[str, Any]] = api.request(P.ApiRigs()).data["rigs"]
+    return next((r for r in rows if r["rig_id"] == rig_id), None)
 
 
 def test_kill9_rig_detected_within_3_5_s(harness: Harness, tmp_path: Path) -> None:
@@ -115,7 +114,7 @@ def test_controller_kill9_restart_data_complete(tmp_path: Path) -> None:
     rigs = [f"rig-rs-{i:03d}" for i in range(3)]
     api = ApiClient(api_ep, timeout_s=5)
     try:
-        assert wait_for(lambda: all(_rig(api, r) and _rig(api, r)["clock_offset_s"] is not None
+        assert wait_for(lambda: all((_rig(api, r) or {}).get("clock_offset_s") is not None
                                     for r in rigs), 10)
         launch = api.request(P.ApiClassLaunch(exercise_id="fillet", rigs=rigs,
                                               trainees=["a", "b", "c"])).data
