@@ -69,6 +69,14 @@ def _vec3(v: Any, name: str) -> NDArray[np.float64]:
     return a
 
 
+def _req(g: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` present in the geometry dict, else a clear ValueError."""
+    for k in keys:
+        if k in g and g[k] is not None:
+            return g[k]
+    raise ValueError(f"geometry needs {' or '.join(keys)}")
+
+
 def _unit(v: NDArray[np.float64], name: str) -> NDArray[np.float64]:
     nrm = float(np.linalg.norm(v))
     if nrm < 1e-9:
@@ -91,10 +99,10 @@ class WeldGeometry:
     def from_dict(cls, g: dict[str, Any]) -> WeldGeometry:
         """Keys: line_start, line_end, normal (or plate_normal), optional second_normal,
         optional tip_offset (default 0,0,0)."""
-        start = _vec3(g["line_start"], "line_start")
-        end = _vec3(g["line_end"], "line_end")
+        start = _vec3(_req(g, "line_start"), "line_start")
+        end = _vec3(_req(g, "line_end"), "line_end")
         _unit(end - start, "line_end - line_start")
-        normal = _unit(_vec3(g.get("normal", g.get("plate_normal")), "normal"), "normal")
+        normal = _unit(_vec3(_req(g, "normal", "plate_normal"), "normal"), "normal")
         sec = g.get("second_normal")
         second = None if sec is None else _unit(_vec3(sec, "second_normal"), "second_normal")
         tip = _vec3(g.get("tip_offset", (0.0, 0.0, 0.0)), "tip_offset")
@@ -128,11 +136,11 @@ class SprayGeometry:
     def from_dict(cls, g: dict[str, Any]) -> SprayGeometry:
         """Keys: point, normal, pass_direction, fan_width_mm, optional tip_offset,
         min_pass_speed (mm/s), min_pass_length (mm)."""
-        point = _vec3(g["point"], "point")
-        normal = _unit(_vec3(g["normal"], "normal"), "normal")
-        pd = _vec3(g["pass_direction"], "pass_direction")
+        point = _vec3(_req(g, "point"), "point")
+        normal = _unit(_vec3(_req(g, "normal"), "normal"), "normal")
+        pd = _vec3(_req(g, "pass_direction"), "pass_direction")
         pd = _unit(pd - (pd @ normal) * normal, "pass_direction (parallel to normal?)")
-        fan = float(g["fan_width_mm"])
+        fan = float(_req(g, "fan_width_mm"))
         if not (math.isfinite(fan) and fan > 0):
             raise ValueError("fan_width_mm must be > 0")
         tip = _vec3(g.get("tip_offset", (0.0, 0.0, 0.0)), "tip_offset")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from monalysa.quality.smoothness import log_dimensionless_jerk as m_ldlj
 from monalysa.quality.smoothness import sparc as m_sparc
-
 from reference import naive
+
 from sim_kernels.motion import (
     ldlj,
     motion_quality,

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
 from reference import naive
 from scoring.synth import FILLET_GEOMETRY, fillet_poses, quat_from_z_to
+
 from sim_kernels.process import (
     SprayGeometry,
     WeldGeometry,

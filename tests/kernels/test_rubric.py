@@ -6,8 +6,8 @@ import json
 
 import pytest
 from pydantic import ValidationError
-
 from scoring.synth import FILLET_RUBRIC
+
 from sim_kernels.rubric import Rubric, rubric_json_schema
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import naive
+
 from sim_kernels.dtw import dtw_open_end
 from sim_kernels.streaming import StreamingDTW
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import naive
+
 from sim_kernels.windows import CueTracker, stats, window_stats
 
 RNG = np.random.default_rng(3)

@@ -6,6 +6,7 @@ numpy, full matrices instead of bands, no tricks. Tests compare the kernels agai
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -57,7 +58,7 @@ def path_cost(x: F, y: F, path: NDArray[np.int64]) -> float:
     x = np.asarray(x, float).reshape(len(x), -1)
     y = np.asarray(y, float).reshape(len(y), -1)
     assert tuple(path[0]) == (0, 0)
-    for (i0, j0), (i1, j1) in zip(path[:-1], path[1:], strict=True):
+    for (i0, j0), (i1, j1) in itertools.pairwise(path):
         assert (i1 - i0, j1 - j0) in ((1, 0), (0, 1), (1, 1))
     return float(sum(np.sum((x[i] - y[j]) ** 2) for i, j in path))
 
@@ -351,7 +352,7 @@ def fill_gaps(poses: F, ok: NDArray[np.bool_], max_gap: int) -> tuple[F, NDArray
     ok = ok.copy()
     interp = np.zeros(len(ok), bool)
     idx = np.flatnonzero(ok)
-    for a, b in zip(idx[:-1], idx[1:], strict=True):
+    for a, b in itertools.pairwise(idx):
         if 1 < b - a <= max_gap + 1:
             qa, qb = poses[a, 3:], poses[b, 3:]
             if qa @ qb < 0:
