@@ -61,6 +61,7 @@ def test_expert_reference_sits_in_the_rubric_windows(ex_id: str) -> None:
     ref = ex.reference
     on = ref.trigger > 0.5
     g = ex.scene["geometry"]
+    names: tuple[str, ...]
     if ex.kind == "spray_panel":
         p = spray_sample_params(ref.tool_pose[:, :3], ref.tool_pose[:, 3:],
                                 SprayGeometry.from_dict(g))
