@@ -128,3 +128,16 @@ def test_rig_clock_has_offset_and_drift() -> None:
     clock.t += 1000.0
     assert rig.clock() - c0 == pytest.approx(1000.0 * (1 + 20e-6), abs=1e-6)
     assert abs(c0 - clock.t) > 1.0
+
+
+def test_rate_jitter_matches_the_model() -> None:
+    """Block periods scatter around 1/rate with the declared relative std."""
+    from devices.sim.skill import skill_by_name
+
+    clock = FakeClock()
+    rig = SimulatedRig(skill_by_name("intermediate", rate_jitter=0.01), seed=4, clock=clock)
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    blocks = _drain(rig, clock, 0.25, clock.t + 30.0)  # one generated block per read
+    rel = np.array([b.period for b in blocks]) * 120.0 - 1.0
+    assert abs(rel.mean()) < 0.003
+    assert rel.std() == pytest.approx(0.01, rel=0.25)
