@@ -131,6 +131,7 @@ class Controller:
         self.loop_errors = 0
         self.held_events = 0
         self._sid_cache: dict[uuid.UUID, str] = {}
+        self._ack_due = False
 
     # ─────────────────────────────────────────────────────────────────── lifecycle
 
@@ -196,6 +197,9 @@ class Controller:
             time.sleep(0.01)
             return
         for inc in incoming:
+            if inc.source == "wake":
+                self._ack_due = True
+                continue
             try:
                 if inc.source == "control":
                     self._on_control(inc)
@@ -216,9 +220,13 @@ class Controller:
     def _after_io(self) -> None:
         if self._held:
             self._retry_held()
-        self._send_acks()
-        self._send_cues()
         now = time.monotonic()
+        # Acks when the sink said something became durable, else once per housekeeping round
+        # (sinks without a listener); walking every session per poll round would cost CPU.
+        if self._ack_due or now >= self._next_housekeeping:
+            self._ack_due = False
+            self._send_acks()
+        self._send_cues()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + min(0.05, self.cfg.heartbeat_interval_s / 10)
             self._expire_rigs()

@@ -91,7 +91,10 @@ class ObserverRunner:
         wake: Callable[[], None] | None = None,
     ) -> None:
         self.observers = list(observers)
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        # Unbounded put, bounded by has_room(): the loop never blocks on a put (a drained batch
+        # may add up to ControllerConfig.drain_batch jobs past the bound, no more).
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._max_queue = max_queue
         self.cues: queue.SimpleQueue[tuple[str, Cue, float]] = queue.SimpleQueue()
         self._wake = wake
         self.errors = 0
@@ -110,14 +113,14 @@ class ObserverRunner:
 
     def has_room(self) -> bool:
         """False when the queue is full: the caller should pause reading data."""
-        return self._thread is None or not self._jobs.full()
+        return self._thread is None or self._jobs.qsize() < self._max_queue
 
     def start(self, info: SessionInfo) -> None:
         if self._thread is not None:
             self._jobs.put(_Job("start", info.session_id, info, time.monotonic()))
 
     def chunk(self, session_id: str, chunk: SampleChunk, received_at: float) -> None:
-        """Queue a chunk; blocks briefly only if the caller ignored `has_room()`."""
+        """Queue a chunk (never blocks; the caller pauses reading data when `has_room()` is False)."""
         if self._thread is not None:
             self._jobs.put(_Job("chunk", session_id, chunk, received_at))
 
