@@ -90,7 +90,7 @@ def build_agents(spec: FleetSpec, indices: Sequence[int]) -> list[Any]:
 
 
 def run_worker(spec: FleetSpec, indices: Sequence[int], stats_every: float = 0.0,
-               stop: threading.Event | None = None) -> None:
+               stop: threading.Event | None = None, orphan_check: bool = False) -> None:
     """Serve the given rigs in this process until SIGTERM/SIGINT (or ``stop`` is set)."""
     from devices.agent import AgentGroup
 
@@ -105,6 +105,17 @@ def run_worker(spec: FleetSpec, indices: Sequence[int], stats_every: float = 0.0
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: group.stop())
         signal.signal(signal.SIGINT, lambda *_: group.stop())
+    if orphan_check:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            # a launcher killed with -9 cannot stop us: leave when we are orphaned
+            while not group._stop.wait(1.0):
+                if os.getppid() != parent:
+                    log.warning("fleet launcher gone; stopping %d rigs", len(agents))
+                    group.stop()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
     if stats_every > 0:
         def report() -> None:
             while not group._stop.wait(stats_every):
@@ -185,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(spec_from_json(args.spec), range(args.first, args.stop), args.stats_every)
+    run_worker(spec_from_json(args.spec), range(args.first, args.stop), args.stats_every,
+               orphan_check=True)
     return 0
 
 

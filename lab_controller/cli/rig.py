@@ -27,13 +27,16 @@ def _trackers(text: str) -> tuple[str, ...]:
     return names
 
 
-def _wait_for_signal(seconds: float | None) -> None:
-    """Block until SIGINT/SIGTERM (or ``seconds``), so workers are always stopped cleanly."""
+def _wait_for_signal(seconds: float | None, healthy: Any = None) -> None:
+    """Block until SIGINT/SIGTERM (or ``seconds``), so workers are always stopped cleanly;
+    return early (raising CliError) when ``healthy()`` says a worker died."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     end = math.inf if seconds is None else time.monotonic() + seconds
     while not done.wait(min(0.5, max(0.0, end - time.monotonic()))):
+        if healthy is not None and not healthy():
+            raise CliError("a fleet worker process exited; stopping the others")
         if time.monotonic() >= end:
             break
 
@@ -89,7 +92,7 @@ def sim_command(ctx: click.Context, count: int, skill_mix: str, endpoint: str | 
                     threading.Thread(target=_echo_lines, args=(p,), daemon=True).start()
 
             pump()
-        _wait_for_signal(seconds)
+        _wait_for_signal(seconds, lambda: fleet.alive() == len(fleet.procs))
     finally:
         codes = fleet.stop()
     if any(c not in (0, None, -signal.SIGTERM) for c in codes):

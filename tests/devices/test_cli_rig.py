@@ -52,11 +52,16 @@ def test_sim_command_registers_rigs(tmp_path: Path) -> None:
             if len(rows) == 4:
                 break
             time.sleep(0.2)
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1  # --processes 1: one worker with 4 agents
+        proc.kill()  # the launcher dies without cleaning up ...
+        _, err = proc.communicate(timeout=20)  # ... and its orphaned worker leaves by itself
         assert sorted(str(r["rig_id"]) for r in rows) == [f"cli-{i:03d}" for i in range(4)]
         assert all(len(r["trackers"]) == 6 for r in rows)  # type: ignore[arg-type]
         assert "starting 4 simulated rigs" in err
+        stat = Path(f"/proc/{children[0]}/stat")
+        # gone, or a zombie waiting for whoever adopted it to reap it
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX"
     finally:
         api.close()
         ctrl.stop()
