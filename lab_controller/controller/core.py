@@ -647,7 +647,8 @@ class Controller:
             trainee=session.trainee, rubric_version=session.rubric_version,
             trackers=rec.layout.trackers, roles=rec.layout.roles, analog=rec.layout.analog,
             rate_hz=rec.hello.rate_hz, clock_offset_s=rec.clock.offset, resumed=resumed,
-            params=dict(ex.params) if ex else {},
+            params=dict(ex.params) if ex else {}, class_id=session.class_id,
+            duration_s=ex.duration_s if ex else None,
         )
 
     # ─────────────────────────────────────────────────────────────────── liveness

@@ -43,6 +43,8 @@ class SessionInfo:
     clock_offset_s: float | None  # rig clock minus controller clock, when known
     resumed: bool = False  # True: adopted after a controller restart (earlier chunks not seen)
     params: dict[str, Any] = field(default_factory=dict)
+    class_id: str | None = None  # the class launch this session belongs to, if any
+    duration_s: float | None = None
 
 
 @runtime_checkable
