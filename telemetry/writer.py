@@ -198,7 +198,11 @@ class TelemetryWriter:
                 self._qcond.wait(remaining)
             self._queue.append(_Pending(record, rows))
             self._queue_rows += rows
-            self._qcond.notify_all()
+            # Wake the thread only when it has something to decide: the first record (it may be
+            # idle) or a full batch (it may be waiting out max_batch_ms). Waking it on every
+            # submit cost a thread switch per 12-frame chunk.
+            if len(self._queue) == 1 or self._queue_rows >= self.config.max_batch_rows:
+                self._qcond.notify_all()
         with self._ticket.cond:
             self._ticket.submitted += 1
 
