@@ -18,7 +18,7 @@ F64 = NDArray[np.float64]
 
 def unit(v: F64) -> F64:
     """Normalise vectors along the last axis."""
-    n = np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
+    n = np.sqrt((v * v).sum(axis=-1, keepdims=True))
     return v / np.where(n > 0.0, n, 1.0)
 
 
@@ -49,7 +49,7 @@ def matrix_to_quat(r: F64) -> F64:
     q[..., 0] = np.copysign(q[..., 0], r[..., 2, 1] - r[..., 1, 2])
     q[..., 1] = np.copysign(q[..., 1], r[..., 0, 2] - r[..., 2, 0])
     q[..., 2] = np.copysign(q[..., 2], r[..., 1, 0] - r[..., 0, 1])
-    q /= np.sqrt(np.sum(q * q, axis=-1, keepdims=True))
+    q /= np.sqrt((q * q).sum(axis=-1, keepdims=True))
     return q
 
 
@@ -73,7 +73,7 @@ def frame_from_axis(z_axis: F64, x_hint: F64) -> F64:
     """Rotation matrices whose third column is ``z_axis`` and first column lies toward
     ``x_hint`` (Gram–Schmidt). Shapes (..., 3) → (..., 3, 3)."""
     z = unit(z_axis)
-    x = unit(x_hint - np.sum(x_hint * z, axis=-1, keepdims=True) * z)
+    x = unit(x_hint - (x_hint * z).sum(axis=-1, keepdims=True) * z)
     out = np.empty((*z.shape, 3))
     out[..., 0] = x
     out[..., 1] = cross(z, x)
@@ -118,7 +118,7 @@ class ScenePath:
 
     def locate(self, s: F64) -> tuple[F64, F64, NDArray[np.bool_]]:
         """Nominal tip position, travel direction and active flag at arc lengths ``s`` (mm)."""
-        s = np.clip(s, 0.0, self.length)
+        s = s.clip(0.0, self.length)
         if len(self.segments) == 1:
             idx = np.zeros(s.shape[0], dtype=np.intp)
         else:

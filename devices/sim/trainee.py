@@ -216,7 +216,7 @@ class TraineeMotion:
         prev = self.t_last if math.isfinite(self.t_last) else times[0] - (
             times[1] - times[0] if n > 1 else 1.0 / 120.0)
         dt = np.diff(np.concatenate([[prev], times]))
-        dt_mean = float(np.mean(dt))
+        dt_mean = float(dt.mean())
         a: F64 = np.exp(-dt_mean / self.tau)
         st = _ou_block(self.rng, self.state, a, np.sqrt(1.0 - a * a), n)
         self.state = st[-1].copy()
@@ -242,7 +242,7 @@ class TraineeMotion:
                 elif starts[i] and moving[i] and times[i] < self.end_time:
                     self.pause_left = self.rng.exponential(sk.hesitation_s)
                     gate[i] = 0.0
-        self.time_in_pause += float(np.sum(dt[(gate == 0.0) & moving]))
+        self.time_in_pause += float(dt[(gate == 0.0) & moving].sum())
         v = self.speed0 * np.maximum(0.05, 1.0 + dev[:, SPEED]) * gate * moving
         s = self.s + np.cumsum(v * dt)
         length = self.path.length
@@ -257,7 +257,7 @@ class TraineeMotion:
         right = unit(cross(tdir, normal))  # right of travel, in the work plane
 
         # physiological tremor: shared wandering frequency, per-axis phase
-        f = np.clip(self.skill.tremor_hz + st[:, 2 * N_CH] * _FREQ_WANDER_HZ, 8.0, 12.0)
+        f = (self.skill.tremor_hz + st[:, 2 * N_CH] * _FREQ_WANDER_HZ).clip(8.0, 12.0)
         phase = self.tremor_phase[None, :] + 2 * math.pi * np.cumsum(f * dt)[:, None]
         self.tremor_phase = phase[-1] % (2 * math.pi)
         amp = (1.0 + _AMP_MOD * st[:, 2 * N_CH + 1]) / math.sqrt(1.0 + _AMP_MOD**2)
