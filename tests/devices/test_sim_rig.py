@@ -141,3 +141,13 @@ def test_rate_jitter_matches_the_model() -> None:
     rel = np.array([b.period for b in blocks]) * 120.0 - 1.0
     assert abs(rel.mean()) < 0.003
     assert rel.std() == pytest.approx(0.01, rel=0.25)
+
+
+def test_ninety_hertz_rig() -> None:
+    clock = FakeClock()
+    rig = SimulatedRig("expert", rate_hz=90.0, seed=6, clock=clock)
+    assert rig.describe().rate_hz == 90.0
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    t, _p = _concat(_drain(rig, clock, 0.02, clock.t + 2.0))
+    assert 175 <= t.shape[0] <= 181
+    assert np.median(np.diff(t)) == pytest.approx(1 / 90, rel=0.02)
