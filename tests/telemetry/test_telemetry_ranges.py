@@ -57,8 +57,13 @@ def test_copy_rows_match_the_manual_layout() -> None:
     rows["t"] = copybin.us_to_pg(np.array([copybin.PG_EPOCH_US + 5]))
     rows["s"] = b"abc"
     rows["a"]["e"]["v"] = np.array([[1.5, -2.0]], np.float32)
-    be = lambda n, v: int(v).to_bytes(n, "big", signed=True)  # noqa: E731
-    f4 = lambda v: np.array(v, ">f4").tobytes()  # noqa: E731
+
+    def be(n: int, v: int) -> bytes:
+        return int(v).to_bytes(n, "big", signed=True)
+
+    def f4(v: float) -> bytes:
+        return np.array(v, ">f4").tobytes()
+
     expected = (
         be(2, 4)
         + be(4, 8) + be(8, 5)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -41,7 +42,7 @@ def lab(tdsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         reference.add_rubric(tdsn, "weld-t", 1, "weld-t", {"pass_mark": 70})
     cfg = WriterConfig("site-a", tmp_path_factory.mktemp("spool"))
     with TelemetryWriter(tdsn, cfg) as w:
-        common = {"trainee_id": "T-001", "class_id": "weld-2026a", "exercise_id": "weld-t",
+        common: dict[str, Any] = {"trainee_id": "T-001", "class_id": "weld-2026a", "exercise_id": "weld-t",
                   "rubric_id": "weld-t", "rubric_version": 1}  # fmt: skip
         w.submit(
             SessionRecord(
@@ -53,7 +54,7 @@ def lab(tdsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 ended_us=OLD_US + 60_000_000,
                 **common,
             )
-        )  # type: ignore[arg-type]
+        )
         w.submit(
             SessionRecord(
                 S_DONE,
@@ -65,8 +66,8 @@ def lab(tdsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 gap_count=0,
                 **common,
             )
-        )  # type: ignore[arg-type]
-        w.submit(SessionRecord(S_LIVE, "rig-01", "running", started_us=T0_US, **common))  # type: ignore[arg-type]
+        )
+        w.submit(SessionRecord(S_LIVE, "rig-01", "running", started_us=T0_US, **common))
         for s in range(0, 360, 36):
             w.submit(make_pose_batch(S_DONE, s, 36))
             w.submit(make_pose_batch(S_OLD, s, 36, t0_us=OLD_US))
@@ -214,8 +215,9 @@ def test_retention_drops_only_old_chunks(lab: str) -> None:
     assert next(d for d in done if d.hypertable == "pose_frames").chunks == pose.chunks
     with psycopg.connect(lab) as conn:
         after = conn.execute("SELECT count(*) FROM show_chunks('pose_frames')").fetchone()[0]  # type: ignore[index]
-        counts = dict(conn.execute(
-            "SELECT session_id, count(*) FROM pose_frames GROUP BY 1").fetchall())  # fmt: skip
+        counts: dict[uuid.UUID, int] = dict(
+            conn.execute("SELECT session_id, count(*) FROM pose_frames GROUP BY 1").fetchall()
+        )
     assert after == before - len(pose.chunks)
     assert S_OLD not in counts and counts[S_DONE] == 360 and counts[S_LIVE] == 360
     # sessions and results are kept: retention is for raw samples
