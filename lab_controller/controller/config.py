@@ -29,6 +29,10 @@ class ControllerConfig:
     zmtp_heartbeat_timeout_ms: int = P.ZMTP_HEARTBEAT_TIMEOUT_MS
     # An interrupted session resumes if its rig returns within this grace period.
     interrupted_grace_s: float = 30.0
+    # A rig that re-registers without listing a session of ours gets this long to send that
+    # session's END_OF_STREAM (rigs re-send it every 2 s, protocol §11) before the session is
+    # failed as lost with the rig's restart.
+    lost_session_wait_s: float = 5.0
     # A command (START/STOP/ABORT) not acknowledged within this is failed with reason timeout.
     command_timeout_s: float = 5.0
     # Clock probes: a burst at registration (so a class launch soon after finds the offset

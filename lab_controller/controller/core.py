@@ -86,6 +86,7 @@ class _SessionExtra:
     eos: _Eos | None = None
     adopted: bool = False
     ended_notified: bool = False
+    unlisted_at: float | None = None  # monotonic: the rig re-registered without this session
 
 
 class Controller:
@@ -232,6 +233,7 @@ class Controller:
             self._expire_rigs()
             self._expire_commands(now)
             self._expire_grace()
+            self._expire_unlisted(now)
             self._send_probes(now)
             if now >= self._next_beat:
                 self._next_beat = now + self.cfg.heartbeat_interval_s
@@ -339,6 +341,16 @@ class Controller:
             if active is not None and not session.active:
                 active_ok = False  # we ended it (aborted/failed): the rig stops and flushes
             resume.append(P.ResumeEntry(session_id=sid, durable_seq=durable.get(sid, -1)))
+        now_m = time.monotonic()
+        for other in self.sessions.all():
+            if (other.rig_id == rec.rig_id and other.active and other.session_id not in session_ids
+                    and other.state is not S.ASSIGNED):
+                # Not listed: either the rig restarted without its store (the session cannot
+                # complete) or everything was acknowledged and only its END_OF_STREAM is still
+                # to come (re-sent every 2 s). `_expire_unlisted` decides after a wait.
+                ex = self.extra[other.session_id]
+                if ex.unlisted_at is None:
+                    ex.unlisted_at = now_m
         welcome = P.Welcome(
             rig_id=rec.rig_id,
             rig_handle=rec.handle,
@@ -405,6 +417,10 @@ class Controller:
         if hb.trackers_valid is not None:
             rec.trackers_valid = list(hb.trackers_valid)
         rec.last_heartbeat_wall = time.time()
+        if hb.session_id:
+            ex = self.extra.get(hb.session_id)
+            if ex is not None:
+                ex.unlisted_at = None
         if hb.state is P.RigState.RUNNING and hb.session_id:
             self._mark_running(hb.session_id, rec, "rig reports running")
 
@@ -610,6 +626,7 @@ class Controller:
             return
         ex = self.extra[session.session_id]
         ex.eos = _Eos(eos.last_seq, eos.reason)
+        ex.unlisted_at = None
         if session.state in (S.ASSIGNED, S.ARMED, S.RUNNING, S.INTERRUPTED):
             self.sessions.try_move(session, S.STOPPING, f"end of stream ({eos.reason.value})")
         self._check_eos(session)
@@ -676,6 +693,18 @@ class Controller:
                 self.sessions.move(session, S.FAILED, "rig did not return within the grace "
                                    f"period of {self.cfg.interrupted_grace_s:g} s")
                 self._session_ended(session)
+
+    def _expire_unlisted(self, now: float) -> None:
+        for sid, ex in self.extra.items():
+            if ex.unlisted_at is None or now - ex.unlisted_at < self.cfg.lost_session_wait_s:
+                continue
+            ex.unlisted_at = None
+            session = self.sessions.get(sid)
+            if session is None or not session.active or ex.eos is not None:
+                continue
+            self.sessions.move(session, S.FAILED, "rig re-registered without this session; "
+                               f"samples after seq {self.seq[sid].durable_upto} are lost")
+            self._session_ended(session)
 
     def _send_heartbeats(self) -> None:
         beat = P.encode_control(P.Heartbeat(sender_time=time.time(),
@@ -748,6 +777,9 @@ class Controller:
             self.bad.record(kind.value, f"chunk for session {sid}", peer=rec.rig_id)
             self._data_nack(rec, header, kind, f"session {sid}")
             return
+        ex = self.extra[sid]
+        if ex.unlisted_at is not None:
+            ex.unlisted_at = None  # the rig still streams it: not lost
         seqs = self.seq[sid]
         adm = seqs.admit(header.first_seq, header.count)
         if adm.opened_gap:

@@ -193,3 +193,46 @@ def test_out_of_order_chunk_is_kept_gap_counted_and_filled(harness: Harness) -> 
     s = _show(harness, sid)
     assert s["open_gaps"] == [] and s["duplicates"] == 2 and s["samples"] == 15
     assert ctrl.status()["bad_input_total"] == 0
+
+
+def test_rig_that_returns_without_its_session_fails_it_at_once(harness: Harness) -> None:
+    """A rig restarted without its store cannot complete the session: failed, with the reason."""
+    harness.start(lost_session_wait_s=0.5)
+    rig = harness.rig("rig-amnesia")
+    assert rig.wait(lambda: rig.handle != 0)
+    sid = _start(harness, "rig-amnesia")
+    assert rig.wait(lambda: rig.next_seq > 30)
+    rig.hung = True
+    time.sleep(0.05)
+    rig.session_id = None  # the rig process "restarted" and lost everything
+    rig.state = P.RigState.IDLE
+    rig.store.clear()
+    rig.inflight.clear()
+    rig.hung = False
+    rig.handle = 0  # re-register now
+    assert wait_for(lambda: _show(harness, sid)["state"] == "failed", 3)
+    assert "without this session" in _show(harness, sid)["reason"]
+    rows = harness.client().request(P.ApiRigs()).data["rigs"]
+    assert rows[0]["alive"] and rows[0]["session_state"] is None  # free for a new session
+
+
+def test_unlisted_session_whose_end_of_stream_follows_finishes(harness: Harness) -> None:
+    """All data acknowledged, END_OF_STREAM lost in a reconnect: the re-sent EOS finishes it."""
+    harness.start(lost_session_wait_s=1.0)
+    rig = harness.rig("rig-eos")
+    assert rig.wait(lambda: rig.handle != 0)
+    sid = _start(harness, "rig-eos")
+    assert rig.wait(lambda: rig.next_seq > 30)
+    rig.paused = True
+    assert rig.wait(lambda: not rig.store, 3)  # everything acknowledged
+    rig.hung = True
+    time.sleep(0.05)
+    rig.eos_pending[sid] = P.EndOfStream(session_id=sid, last_seq=rig.next_seq - 1,
+                                         reason=P.EndReason.FINISHED, rig_time=rig.rig_time())
+    rig.session_id = None
+    rig.state = P.RigState.IDLE
+    rig.handle = 0  # re-register (listing nothing: no active session, no backlog)
+    rig.hung = False
+    assert wait_for(lambda: _show(harness, sid)["state"] == "finished", 3)
+    time.sleep(1.2)
+    assert _show(harness, sid)["state"] == "finished"
