@@ -158,6 +158,7 @@ class TelemetryWriter:
         self._ack_lock = threading.Lock()
         self._stats = WriterStats()
         self._stop = False
+        self._failed = False
         self._thread: threading.Thread | None = None
         self._drain_iter: Iterator[SpoolRecord] | None = None
         self._next_metrics = 0.0
@@ -190,6 +191,8 @@ class TelemetryWriter:
             while True:
                 if self._stop:
                     raise WriterError("telemetry writer is closed")
+                if self._failed:
+                    raise WriterError(f"telemetry writer failed: {self._stats.error}")
                 if self._queue_rows == 0 or self._queue_rows + rows <= self.config.queue_max_rows:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -288,10 +291,13 @@ class TelemetryWriter:
             # closing: whatever is still held goes to the database or the spool once more
             if self._held:
                 self._store_items(self._held)
-        except Exception as exc:  # never die silently: record and stop acknowledging
+        except Exception as exc:  # never die silently: record, stop acknowledging, refuse input
             log.exception("telemetry writer thread failed")
             self._stats.error = f"{type(exc).__name__}: {exc}"
             self._stats.state = WriterState.STALLED
+            with self._qcond:
+                self._failed = True
+                self._qcond.notify_all()
 
     def _take_batch(self) -> list[Record] | None:
         """Up to max_batch_rows rows, waiting at most max_batch_ms after the first; None = stop."""

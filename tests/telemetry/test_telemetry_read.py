@@ -248,3 +248,17 @@ def test_licensed_rollup_query_matches_the_apache_view(lab: str) -> None:
         a = conn.execute(f"SELECT * FROM ({select}) q ORDER BY 1, 2".encode()).fetchall()
         b = conn.execute("SELECT * FROM pose_rate_1m ORDER BY 1, 2").fetchall()
     assert a == b and len(a) > 0
+
+
+def test_parquet_without_pyarrow_says_what_to_install(
+    lab: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow is installed here, so its absence is simulated (sys.modules entry None makes the
+    import fail exactly as when the package is missing)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(export.ExportError, match=r"pip install 'vr-lab-controller\[parquet\]'"):
+        export.export_session(lab, S_DONE, tmp_path, "parquet")
+    assert not any(tmp_path.iterdir())  # nothing half-written

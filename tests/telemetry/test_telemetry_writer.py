@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -279,3 +280,25 @@ def test_writer_records_its_own_ops_metrics(tdsn: str, tmp_path: Path, pose_batc
         }
     assert {"writer_queue_depth", "spool_pending_records", "spool_pending_bytes", "rows_written"} <= names
     assert "ingest_lag_ms" in names
+
+
+def test_a_failed_writer_thread_refuses_input(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    """A bug in the thread must surface at submit(), never hang the controller. The failure is
+    injected by replacing the store's write (the one mock here: a bug cannot be provoked)."""
+    from telemetry.writer import WriterError
+
+    w, _ = _writer(tdsn, tmp_path)
+
+    def broken(*_a: object) -> None:
+        raise RuntimeError("injected bug")
+
+    w._store.write = broken  # type: ignore[assignment,method-assign]
+    w.start()
+    w.submit(pose_batch(uuid.uuid4(), 0, 12))
+    deadline = time.monotonic() + 10
+    while w.stats().error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "injected bug" in (w.stats().error or "")
+    with pytest.raises(WriterError, match="injected bug"):
+        w.submit(pose_batch(uuid.uuid4(), 0, 12))
+    w.close()
