@@ -13,9 +13,9 @@ blocks with the same timing and the same gaps. Layout (all arrays little-endian,
 ``meta``       unicode scalar      JSON: format, version, rig, trackers, rate, clock, exercise…
 =============  ==================  ==========================================================
 
-Besides our own files, :func:`read_export` reads a telemetry export in the ``pose_samples``
-layout (CSV or Parquet, one row per tracker per frame; positions in metres, quaternion
-scalar first, as the database stores them) so stored sessions can be replayed too.
+Besides our own files, :func:`read_export` reads a telemetry session export (CSV or Parquet,
+``telemetry.export`` frame rows, or the ``pose_samples`` view's tracker rows) so stored
+sessions can be replayed too.
 """
 
 from __future__ import annotations
@@ -164,37 +164,75 @@ def _blocks_from_times(t: NDArray[np.float64], seq: NDArray[np.int64],
     return np.asarray(rows, dtype=np.float64)
 
 
+#: Position units an export may use, to mm. The pipeline stores the wire's values unchanged
+#: (mm), so "mm" is the default; pass ``position_unit="m"`` for data converted to metres.
+_UNIT_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+
+
 def read_export(path: str | Path, *, rate_hz: float | None = None,
                 tracker_names: Sequence[str] | None = None,
-                roles: Sequence[str] | None = None) -> Recording:
-    """Read a telemetry export in the ``pose_samples`` layout (CSV or Parquet).
+                roles: Sequence[str] | None = None,
+                analog_names: Sequence[str] | None = None,
+                position_unit: str = "mm") -> Recording:
+    """Read a telemetry session export (CSV or Parquet) into a recording.
 
-    Columns used: ``rig_time`` (s), ``seq``, ``tracker`` (index), ``px, py, pz`` (metres),
-    ``qw, qx, qy, qz``, ``valid``; optional ``session_id``, ``rig_id``, and analog columns
-    named ``analog_<name>`` (one value per frame, repeated on each tracker row).
+    Two layouts are understood:
+
+    * **frame rows** (``telemetry.export.export_session``'s ``-poses`` file): ``rig_time``,
+      ``seq``, ``valid_mask`` (bit i = tracker i valid), ``t<i>_<px|py|pz|qx|qy|qz|qw>`` per
+      tracker, ``a<j>`` per analog channel;
+    * **tracker rows** (the ``pose_samples`` view): ``rig_time``, ``seq``, ``tracker``,
+      ``px, py, pz, qw, qx, qy, qz``, ``valid``, optional ``analog_<name>``.
+
+    Tracker names/roles and analog names are not in the export: pass them, or get
+    ``tool``/``tracker<i>`` (tracker 0 is the tool) and ``a<j>``. Sequence gaps and the
+    per-sample rig times become the recording's blocks (see `_blocks_from_times`).
     """
     path = Path(path)
-    cols = _read_table(path)
-    seq_all = np.asarray(cols["seq"], dtype=np.int64)
-    trk = np.asarray(cols["tracker"], dtype=np.int64)
-    seqs = np.unique(seq_all)
-    n_t = int(trk.max()) + 1 if trk.size else 0
-    row_of = np.searchsorted(seqs, seq_all)
-    n = seqs.shape[0]
-    t = np.full(n, np.nan)
-    t[row_of] = np.asarray(cols["rig_time"], dtype=np.float64)
-    poses = np.full((n, n_t, 7), np.nan, np.float32)
-    valid = np.zeros((n, n_t), bool)
-    xyz = np.stack([np.asarray(cols[c], np.float64) for c in ("px", "py", "pz")], -1) * 1000.0
-    quat = np.stack([np.asarray(cols[c], np.float64) for c in ("qx", "qy", "qz", "qw")], -1)
-    poses[row_of, trk, :3] = xyz
-    poses[row_of, trk, 3:] = quat
-    valid[row_of, trk] = _as_bool(cols["valid"])
+    if position_unit not in _UNIT_MM:
+        raise ValueError(f"position_unit must be one of {sorted(_UNIT_MM)}")
+    scale = _UNIT_MM[position_unit]
+    cols, file_meta = _read_table(path)
+    if "valid_mask" in cols:
+        seqs = np.asarray(cols["seq"], dtype=np.int64)
+        order = np.argsort(seqs, kind="stable")
+        seqs = seqs[order]
+        n = seqs.shape[0]
+        n_t = sum(1 for c in cols if c.startswith("t") and c.endswith("_px"))
+        t = np.asarray(cols["rig_time"], dtype=np.float64)[order]
+        poses = np.empty((n, n_t, 7), np.float32)
+        for i in range(n_t):
+            for k, comp in enumerate(("px", "py", "pz", "qx", "qy", "qz", "qw")):
+                poses[:, i, k] = np.asarray(cols[f"t{i}_{comp}"], np.float64)[order]
+        mask = np.asarray(cols["valid_mask"], np.int64)[order]
+        valid = ((mask[:, None] >> np.arange(n_t)[None, :]) & 1).astype(bool)
+        n_a = sum(1 for c in cols if c[:1] == "a" and c[1:].isdigit())
+        analog = np.empty((n, n_a), np.float32)
+        for j in range(n_a):
+            analog[:, j] = np.asarray(cols[f"a{j}"], np.float64)[order]
+        a_names = list(analog_names) if analog_names else [f"a{j}" for j in range(n_a)]
+    else:
+        seq_all = np.asarray(cols["seq"], dtype=np.int64)
+        trk = np.asarray(cols["tracker"], dtype=np.int64)
+        seqs = np.unique(seq_all)
+        n_t = int(trk.max()) + 1 if trk.size else 0
+        row_of = np.searchsorted(seqs, seq_all)
+        n = seqs.shape[0]
+        t = np.full(n, np.nan)
+        t[row_of] = np.asarray(cols["rig_time"], dtype=np.float64)
+        poses = np.full((n, n_t, 7), np.nan, np.float32)
+        valid = np.zeros((n, n_t), bool)
+        for k, comp in enumerate(("px", "py", "pz", "qx", "qy", "qz", "qw")):
+            poses[row_of, trk, k] = np.asarray(cols[comp], np.float64)
+        valid[row_of, trk] = _as_bool(cols["valid"])
+        found = sorted(c[len("analog_"):] for c in cols if c.startswith("analog_"))
+        analog = np.zeros((n, len(found)), np.float32)
+        for j, a in enumerate(found):
+            analog[row_of, j] = np.asarray(cols["analog_" + a], np.float64)
+        a_names = list(analog_names) if analog_names else found
+    if scale != 1.0:
+        poses[:, :, :3] *= np.float32(scale)
     poses[~valid] = np.nan
-    analog_names = sorted(c[len("analog_"):] for c in cols if c.startswith("analog_"))
-    analog = np.zeros((n, len(analog_names)), np.float32)
-    for j, a in enumerate(analog_names):
-        analog[row_of, j] = np.asarray(cols["analog_" + a], np.float64)
     d = np.diff(t)
     nominal = 1.0 / rate_hz if rate_hz else (float(np.median(d)) if d.size else 1.0 / 120.0)
     names = list(tracker_names) if tracker_names else [
@@ -203,10 +241,11 @@ def read_export(path: str | Path, *, rate_hz: float | None = None,
     meta: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "source": f"export:{path.name}",
         "trackers": [{"name": a, "role": b} for a, b in zip(names, rl, strict=True)],
-        "analog": analog_names, "rate_hz": 1.0 / nominal,
+        "analog": a_names, "rate_hz": 1.0 / nominal,
         "clock": {"kind": "rig", "unit": "s"},
         "first_seq": int(seqs[0]) if n else 0,
     }
+    meta.update(file_meta)
     for key in ("session_id", "rig_id"):
         if key in cols and len(cols[key]):
             meta[key] = str(cols[key][0])
@@ -222,22 +261,25 @@ def _as_bool(values: Any) -> NDArray[np.bool_]:
     return np.asarray(np.isin(np.char.lower(arr.astype(str)), ["t", "true", "1"]), dtype=bool)
 
 
-def _read_table(path: Path) -> dict[str, Any]:
+def _read_table(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Columns of a CSV or Parquet file, plus Parquet schema metadata (session_id, rig_id)."""
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:  # pragma: no cover - pyarrow is a declared extra
             raise RuntimeError("reading Parquet needs pyarrow (pip install '.[parquet]')") from exc
         table = pq.read_table(path)
-        return {name: table.column(name).to_numpy(zero_copy_only=False)
-                for name in table.column_names}
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()
+                if k in (b"session_id", b"rig_id") and v}
+        return ({name: table.column(name).to_numpy(zero_copy_only=False)
+                 for name in table.column_names}, meta)
     import csv
 
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise ValueError(f"{path}: empty export")
-    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}, {}
 
 
 def record_driver(driver: PoseSource, session: SessionContext, scene: dict[str, Any],

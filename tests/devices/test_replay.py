@@ -155,8 +155,8 @@ def test_replay_from_database_export(tmp_path: Path) -> None:
     rec = _recorded(1.5)
     path = tmp_path / "export.csv"
     _write_export(rec, path)
-    back = read_export(path, rate_hz=120.0, tracker_names=[d["name"] for d in
-                                                             rec.meta["trackers"]])
+    back = read_export(path, rate_hz=120.0, position_unit="m",
+                       tracker_names=[d["name"] for d in rec.meta["trackers"]])
     assert back.meta["rig_id"] == "sim-01" and back.meta["analog"] == ["trigger"]
     np.testing.assert_array_equal(back.valid, rec.valid)
     np.testing.assert_allclose(back.poses, rec.poses, rtol=0, atol=1e-4)
@@ -184,9 +184,65 @@ def test_parquet_export(tmp_path: Path) -> None:
                       "qw": flat[:, 6], "qx": flat[:, 3], "qy": flat[:, 4], "qz": flat[:, 5],
                       "valid": rec.valid.reshape(-1)})
     pq.write_table(table, tmp_path / "e.parquet")
-    back = read_export(tmp_path / "e.parquet")
+    back = read_export(tmp_path / "e.parquet", position_unit="m")
     np.testing.assert_allclose(back.poses, rec.poses, rtol=0, atol=1e-4)
     np.testing.assert_allclose(back.t, rec.t, rtol=0, atol=0)
+
+
+def _frame_columns(rec: Recording) -> dict[str, np.ndarray]:
+    """``rec`` as `telemetry.export.export_session` lays out a session's pose file: one row
+    per frame, column names from `pose_column_names`, values as stored (the wire's mm)."""
+    from telemetry.export import pose_column_names
+
+    n, nt = rec.valid.shape
+    names = pose_column_names(nt, rec.analog.shape[1])
+    seq = np.arange(n) + np.concatenate([[0], np.cumsum(np.diff(rec.t) > 1.5 / 120.0)])
+    mask = (rec.valid.astype(np.int64) << np.arange(nt)).sum(axis=1)
+    cols: dict[str, np.ndarray] = {"time": np.zeros(n), "rig_time": rec.t, "seq": seq,
+                                   "valid_mask": mask}
+    k = 4
+    for i in range(nt):
+        for c in range(7):
+            cols[names[k]] = rec.poses[:, i, c]
+            k += 1
+    for j in range(rec.analog.shape[1]):
+        cols[names[k]] = rec.analog[:, j]
+        k += 1
+    assert list(cols) == names
+    return cols
+
+
+def test_telemetry_frame_export_csv_and_parquet(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is the parquet extra")
+    import pyarrow.parquet as pq
+
+    rec = _recorded(1.0)
+    cols = _frame_columns(rec)
+    csv_path = tmp_path / "session-x-poses.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(cols))
+        for r in range(rec.n):
+            # PostgreSQL writes float4 in its shortest exact form, NaN as "NaN"
+            w.writerow([repr(float(v[r])) if v.dtype.kind == "f" else int(v[r])
+                        for v in cols.values()])
+    table = pa.table(cols).replace_schema_metadata({"session_id": "s-9", "rig_id": "sim-01"})
+    pq.write_table(table, tmp_path / "session-x-poses.parquet")
+    names = [d["name"] for d in rec.meta["trackers"]]
+    for path in (csv_path, tmp_path / "session-x-poses.parquet"):
+        back = read_export(path, rate_hz=120.0, tracker_names=names, analog_names=["trigger"])
+        np.testing.assert_array_equal(back.valid, rec.valid)
+        np.testing.assert_array_equal(back.poses, rec.poses)  # bit-identical, NaN where lost
+        np.testing.assert_array_equal(back.analog, rec.analog)
+        np.testing.assert_array_equal(back.t, rec.t)
+        assert back.gaps() == rec.gaps() == 2 and back.meta["analog"] == ["trigger"]
+        rig = ReplayRig(back, speed=math.inf)
+        rig.start(_session(), {}, {})
+        out = _drain(rig)
+        t = np.concatenate([b.meta["recorded_rig_time_first"] + b.meta["recorded_period"]
+                            * np.arange(b.count) for b in out])
+        np.testing.assert_allclose(t, rec.t, rtol=0, atol=1e-9)
+    assert read_export(tmp_path / "session-x-poses.parquet").meta["rig_id"] == "sim-01"
 
 
 def test_record_driver_live(tmp_path: Path) -> None:
