@@ -44,52 +44,77 @@ def _band(n: int, m: int, w: int, open_end: bool) -> tuple[int, int]:
 
 
 @jit
-def _dtw_rows(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
-              i_start: int, i_stop: int, below: int, above: int, thr: float) -> bool:
-    """Advance ``buf`` (``buf[j + 1] = D(i - 1, j)``) one row at a time over rows
-    ``[i_start, i_stop)``. Returns False if a whole row exceeded ``thr`` (abandon)."""
+def _rows(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
+          i_start: int, i_stop: int, below: int, above: int, ub: float,
+          st: NDArray[np.int64]) -> bool:
+    """Advance ``buf`` one row at a time over rows ``[i_start, i_stop)``.
+
+    State ``st = (sc, pe)`` of the previous row: ``buf[j + 1] = D(i - 1, j)`` is meaningful
+    only for ``sc <= j <= pe`` (its first live and last written column; row -1 is just
+    ``D(-1, -1) = 0`` at column -1). Cells above ``ub`` are dead (set to inf): no path under
+    the bound uses them (PrunedDTW, Silva & Batista 2016), so a row starts at the previous
+    row's first live column and stops at its first dead cell past the previous row's end.
+    Returns False when a whole row is dead (true cost > ub)."""
     m = y.shape[0]
     d = x.shape[1]
+    sc = st[0]
+    pe = st[1]
     for i in range(i_start, i_stop):
-        lo = max(0, i - below)
+        lo = max(max(0, i - below), sc)
         hi = min(m - 1, i + above)
-        diag = buf[lo]
-        buf[lo] = _INF
+        diag = buf[lo] if sc <= lo - 1 <= pe else _INF
         left = _INF
-        rowmin = _INF
+        nsc = -1
+        last = lo - 1
         for j in range(lo, hi + 1):
             c = 0.0
             for k in range(d):
                 t = x[i, k] - y[j, k]
                 c += t * t
-            up = buf[j + 1]
-            best = min(diag, up, left)
-            v = c + best
+            up = buf[j + 1] if j <= pe else _INF
+            v = c + min(diag, up, left)
+            if v > ub:
+                v = _INF
             diag = up
             buf[j + 1] = v
             left = v
-            rowmin = min(rowmin, v)
-        if rowmin > thr:
+            last = j
+            if v < _INF:
+                if nsc < 0:
+                    nsc = j
+            elif j > pe:
+                break  # dead, and nothing above feeds this row any more
+        if nsc < 0:
             return False
+        sc = nsc
+        pe = last
+    st[0] = sc
+    st[1] = pe
     return True
 
 
 @jit
 def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
                   i: int, t_start: int, t_stop: int, lo0: int, lo1: int, lo2: int, lo3: int,
-                  hi0: int, hi1: int, hi2: int, hi3: int,
-                  st: NDArray[np.float64]) -> None:
-    """Strip steps ``t`` in ``[t_start, t_stop)`` with band masks and index clamps (the ragged
-    ends of a strip). ``st`` = (last0..last3, prev0..prev2, rowmin) carried between phases."""
+                  hi0: int, hi1: int, hi2: int, hi3: int, sc: int, pe: int, ub: float,
+                  st: NDArray[np.float64]) -> int:
+    """Strip steps ``t`` in ``[t_start, t_stop)`` with band masks, index clamps and the
+    previous row's live range ``[sc, pe]`` (the ragged ends of a strip). ``st`` carries
+    (last0..last3, prev0..prev2, first live column of row 3) between phases. Returns the step
+    after the last one done: it stops early once two consecutive steps are all dead past
+    ``pe`` (nothing can come alive again in these rows)."""
     m = y.shape[0]
     d = x.shape[1]
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
-    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
-    for t in range(t_start, t_stop):
+    prev0, prev1, prev2 = st[4], st[5], st[6]
+    first3 = int(st[7])
+    dead_run = 0
+    t = t_start
+    while t < t_stop:
         j0 = t
         jc0 = min(j0, m - 1)
-        up0 = buf[jc0 + 1] if j0 < m else _INF
-        dg0 = buf[jc0]
+        up0 = buf[j0 + 1] if sc <= j0 <= pe else _INF
+        dg0 = buf[j0] if sc <= j0 - 1 <= pe else _INF
         j1 = t - 1
         j2 = t - 2
         j3 = t - 3
@@ -113,13 +138,13 @@ def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[n
         v1 = c1 + min(prev0, last0, last1)
         v2 = c2 + min(prev1, last1, last2)
         v3 = c3 + min(prev2, last2, last3)
-        if j0 < lo0 or j0 > hi0:
+        if j0 < lo0 or j0 > hi0 or v0 > ub:
             v0 = _INF
-        if j1 < lo1 or j1 > hi1:
+        if j1 < lo1 or j1 > hi1 or v1 > ub:
             v1 = _INF
-        if j2 < lo2 or j2 > hi2:
+        if j2 < lo2 or j2 > hi2 or v2 > ub:
             v2 = _INF
-        if j3 < lo3 or j3 > hi3:
+        if j3 < lo3 or j3 > hi3 or v3 > ub:
             v3 = _INF
         prev0 = last0
         prev1 = last1
@@ -130,17 +155,29 @@ def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[n
         last3 = v3
         if j3 >= -1:
             buf[j3 + 1] = v3
-        rowmin = min(rowmin, v3)
+        if first3 < -1 and v3 < _INF:
+            first3 = j3
+        t += 1
+        if v0 == _INF and v1 == _INF and v2 == _INF and v3 == _INF and j0 - 1 > pe:
+            dead_run += 1
+            if dead_run >= 2:
+                break
+        else:
+            dead_run = 0
     st[0], st[1], st[2], st[3] = last0, last1, last2, last3
-    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, first3
+    return t
 
 
 @jit
 def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
-                   i: int, t_start: int, t_stop: int, st: NDArray[np.float64]) -> None:
-    """Strip steps where all four cells are inside the band, one channel: no masks."""
+                   i: int, t_start: int, t_stop: int, ub: float,
+                   st: NDArray[np.float64]) -> None:
+    """Strip steps where all four cells are inside the band and row 0 reads only live-range
+    columns of the previous row; one channel: no masks, no clamps."""
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
-    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
+    prev0, prev1, prev2 = st[4], st[5], st[6]
+    first3 = int(st[7])
     x0 = x[i, 0]
     x1 = x[i + 1, 0]
     x2 = x[i + 2, 0]
@@ -156,6 +193,10 @@ def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[
         v1 = t1 * t1 + min(prev0, last0, last1)
         v2 = t2 * t2 + min(prev1, last1, last2)
         v3 = t3 * t3 + min(prev2, last2, last3)
+        v0 = v0 if v0 <= ub else _INF
+        v1 = v1 if v1 <= ub else _INF
+        v2 = v2 if v2 <= ub else _INF
+        v3 = v3 if v3 <= ub else _INF
         dg0 = up0
         prev0 = last0
         prev1 = last1
@@ -165,15 +206,16 @@ def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[
         last2 = v2
         last3 = v3
         buf[t - 2] = v3
-        rowmin = min(rowmin, v3)
+        if first3 < -1 and v3 < _INF:
+            first3 = t - 3
     st[0], st[1], st[2], st[3] = last0, last1, last2, last3
-    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, first3
 
 
 @jit
 def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
                        buf: NDArray[np.float64], i: int, t_start: int, t_stop: int,
-                       st: NDArray[np.float64]) -> None:
+                       ub: float, st: NDArray[np.float64]) -> None:
     """Like ``_strip_inner_1`` for d > 1. The 4 cells of a step sit on an anti-diagonal, so
     with lane ``p`` = row ``i+3-p`` their reference samples ``y[t-3+p]`` are contiguous in the
     transposed, 3-padded ``ytp`` (``ytp[k, j + 3] = y[j, k]``): the channel loop then works on
@@ -185,7 +227,8 @@ def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
             xl[k, p] = x[i + 3 - p, k]
     acc = np.empty(4)
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
-    prev0, prev1, prev2, rowmin = st[4], st[5], st[6], st[7]
+    prev0, prev1, prev2 = st[4], st[5], st[6]
+    first3 = int(st[7])
     dg0 = buf[t_start]
     for t in range(t_start, t_stop):
         for p in range(4):
@@ -199,6 +242,10 @@ def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
         v1 = acc[2] + min(prev0, last0, last1)
         v2 = acc[1] + min(prev1, last1, last2)
         v3 = acc[0] + min(prev2, last2, last3)
+        v0 = v0 if v0 <= ub else _INF
+        v1 = v1 if v1 <= ub else _INF
+        v2 = v2 if v2 <= ub else _INF
+        v3 = v3 if v3 <= ub else _INF
         dg0 = up0
         prev0 = last0
         prev1 = last1
@@ -208,18 +255,20 @@ def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
         last2 = v2
         last3 = v3
         buf[t - 2] = v3
-        rowmin = min(rowmin, v3)
+        if first3 < -1 and v3 < _INF:
+            first3 = t - 3
     st[0], st[1], st[2], st[3] = last0, last1, last2, last3
-    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, rowmin
+    st[4], st[5], st[6], st[7] = prev0, prev1, prev2, first3
 
 
 @jit
 def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
-                below: int, above: int, thr: float) -> int:
-    """Advance ``buf`` over as many whole strips of 4 rows as fit, skewed so the 4 rows'
-    dependency chains run interleaved (cell ``(i+q, t-q)`` at step ``t``): the min/add chain
-    of one row no longer stalls the core. Returns the number of rows done, or -1 if a row
-    exceeded ``thr`` (abandon)."""
+                below: int, above: int, ub: float, rs: NDArray[np.int64]) -> int:
+    """Advance ``buf`` over whole strips of 4 rows, skewed so the 4 rows' dependency chains
+    run interleaved (cell ``(i+q, t-q)`` at step ``t``): the min/add chain of one row no
+    longer stalls the core. ``rs = (sc, pe)`` as in :func:`_rows`; all 4 rows start at the
+    previous row's first live column and a strip ends once it is dead past ``pe``. Returns
+    the rows done, or -1 when a strip's last row is all dead (true cost > ub)."""
     n = x.shape[0]
     m = y.shape[0]
     d = x.shape[1]
@@ -232,30 +281,72 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
                 ytp[k, j + 3] = y[j, k]
     else:
         ytp = np.zeros((1, 1))
+    sc = rs[0]
+    pe = rs[1]
     for s in range(nstrips):
         i = 4 * s
-        lo0 = max(0, i - below)
-        lo1 = max(0, i + 1 - below)
-        lo2 = max(0, i + 2 - below)
-        lo3 = max(0, i + 3 - below)
+        lo0 = max(max(0, i - below), sc)
+        lo1 = max(max(0, i + 1 - below), sc)
+        lo2 = max(max(0, i + 2 - below), sc)
+        lo3 = max(max(0, i + 3 - below), sc)
         hi0 = min(m - 1, i + above)
         hi1 = min(m - 1, i + 1 + above)
         hi2 = min(m - 1, i + 2 + above)
         hi3 = min(m - 1, i + 3 + above)
-        st[:] = _INF
+        for q in range(7):
+            st[q] = _INF
+        st[7] = -2.0  # first live column of row 3: none yet
         t_end = hi3 + 4
-        # steps where every row's column lies inside its band: [lo3 + 3, hi0]
-        a = max(lo0, lo3 + 3)
-        b = max(a, hi0 + 1)
-        _strip_masked(x, y, buf, i, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, st)
-        if d == 1:
-            _strip_inner_1(x, y, buf, i, a, b, st)
-        else:
-            _strip_inner_lanes(x, ytp, buf, i, a, b, st)
-        _strip_masked(x, y, buf, i, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, st)
-        if st[7] > thr:
+        # steps where every row is inside its band and row 0 reads only [sc, pe]
+        a = max(max(lo0, lo3 + 3), sc + 1)
+        b = max(a, min(hi0, pe) + 1)
+        t = _strip_masked(x, y, buf, i, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, sc,
+                          pe, ub, st)
+        if t == a:  # else the strip died early: everything right of t is dead
+            if d == 1:
+                _strip_inner_1(x, y, buf, i, a, b, ub, st)
+            else:
+                _strip_inner_lanes(x, ytp, buf, i, a, b, ub, st)
+            t = _strip_masked(x, y, buf, i, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3,
+                              sc, pe, ub, st)
+        first3 = int(st[7])
+        if first3 < -1:
             return -1
+        sc = first3
+        pe = t - 4  # row 3 wrote columns up to (last step) - 3
+    rs[0] = sc
+    rs[1] = pe
     return int(4 * nstrips)
+
+
+@jit
+def _ub_path(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
+    """Cost of one valid path: the diagonal, then along the last row/column. An upper bound
+    of the DTW cost inside any closed band (the band always holds this path)."""
+    n = x.shape[0]
+    m = y.shape[0]
+    d = x.shape[1]
+    s = 0.0
+    k = min(n, m)
+    for i in range(k):
+        c = 0.0
+        for q in range(d):
+            t = x[i, q] - y[i, q]
+            c += t * t
+        s = c + s
+    for i in range(k, n):
+        c = 0.0
+        for q in range(d):
+            t = x[i, q] - y[m - 1, q]
+            c += t * t
+        s = c + s
+    for j in range(k, m):
+        c = 0.0
+        for q in range(d):
+            t = x[n - 1, q] - y[j, q]
+            c += t * t
+        s = c + s
+    return s
 
 
 @jit
@@ -264,26 +355,36 @@ def _dtw_core(x: NDArray[np.float64], y: NDArray[np.float64], w: int, open_end: 
     """Accumulated squared cost (not yet square-rooted) and, for open end, the best column.
 
     ``buf`` is scratch of length ``m + 1`` (reused by batch drivers). Returns ``(inf, -1)``
-    when abandoned by ``thr``.
+    when abandoned by ``thr``. Closed DTW prunes with the diagonal path's cost as the bound
+    (exact: the optimum is never above it).
     """
     n = x.shape[0]
     m = y.shape[0]
     below, above = _band(n, m, w, open_end)
+    ub = thr
+    if not open_end:
+        # margin: the bound path summed in another order may round a few ulps lower
+        ub = min(thr, _ub_path(x, y) * (1.0 + 1e-9))
     buf[0] = 0.0
-    for j in range(1, m + 1):
-        buf[j] = _INF
-    done = _dtw_strips(x, y, buf, below, above, thr)
+    rs = np.empty(2, np.int64)
+    rs[0] = -1  # row -1: only D(-1, -1) = 0, stored at column -1 (buf[0])
+    rs[1] = -1
+    done = _dtw_strips(x, y, buf, below, above, ub, rs)
     if done < 0:
         return _INF, -1
-    if not _dtw_rows(x, y, buf, done, n, below, above, thr):
+    if not _rows(x, y, buf, done, n, below, above, ub, rs):
         return _INF, -1
+    sc = rs[0]
+    pe = rs[1]
     if not open_end:
+        if pe < m - 1:
+            return _INF, -1
         v = float(buf[m])
         if v > thr:
             return _INF, -1
         return v, m - 1
-    lo = max(0, n - 1 - below)
-    hi = min(m - 1, n - 1 + above)
+    lo = max(max(0, n - 1 - below), sc)
+    hi = min(min(m - 1, n - 1 + above), pe)
     best = _INF
     arg = -1
     for j in range(lo, hi + 1):
