@@ -29,11 +29,12 @@ from devices.recording import Recording, read_export
 from lab_controller.protocol import Cue
 
 
-def load_any(path: str | Path) -> Recording:
-    """A recording NPZ, or a telemetry export (``.csv``, ``.parquet``)."""
+def load_any(path: str | Path, **export_options: Any) -> Recording:
+    """A recording NPZ, or a telemetry export (``.csv``, ``.parquet``; ``export_options`` go
+    to `read_export`, e.g. tracker_names, roles, analog_names, rate_hz)."""
     p = Path(path)
     if p.suffix.lower() in (".csv", ".parquet", ".pq"):
-        return read_export(p)
+        return read_export(p, **export_options)
     return Recording.load(p)
 
 

@@ -160,15 +160,30 @@ def record_command(out_path: Path, source: str, seconds: float, exercise: str, s
               help="Playback speed factor, or 'max' for as fast as possible.")
 @click.option("--local", is_flag=True,
               help="Play without a controller and print what would be sent (a check).")
+@click.option("--trackers", "export_trackers", default=None,
+              help="For an export: tracker name:role list in column order "
+                   "(default tool:tool, tracker1:other, ...).")
+@click.option("--analog", "export_analog", default=None,
+              help="For an export: analog channel names in column order (default a0, a1 ...).")
+@click.option("--rate", "export_rate", type=float, default=None,
+              help="For an export: nominal rate in Hz (default: from the time stamps).")
 @click.pass_context
 def replay_command(ctx: click.Context, path: Path, endpoint: str | None, rig_id: str | None,
-                   speed: str, local: bool) -> None:
+                   speed: str, local: bool, export_trackers: str | None,
+                   export_analog: str | None, export_rate: float | None) -> None:
     """Replay a recording (NPZ) or a telemetry export (CSV/Parquet) as a rig."""
     from devices.replay import ReplayRig, load_any
 
+    options: dict[str, Any] = {"rate_hz": export_rate}
+    if export_trackers:
+        pairs = [p.strip().partition(":") for p in export_trackers.split(",") if p.strip()]
+        options["tracker_names"] = [n for n, _, _ in pairs]
+        options["roles"] = [r or "other" for _, _, r in pairs]
+    if export_analog:
+        options["analog_names"] = [a.strip() for a in export_analog.split(",") if a.strip()]
     try:
         factor = math.inf if speed == "max" else float(speed)
-        rec = load_any(path)
+        rec = load_any(path, **options)
         rig = ReplayRig(rec, speed=factor)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
