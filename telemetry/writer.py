@@ -306,9 +306,11 @@ class TelemetryWriter:
         with self._qcond:
             if self._held:
                 # Stalled on a batch nobody could take: take nothing more, so the queue fills
-                # and submit() blocks (back-pressure up to the rigs).
-                if not self._stop:
-                    self._qcond.wait(0.02)
+                # and submit() blocks (back-pressure up to the rigs). Closing: one last try
+                # after the loop; what still fails was never acknowledged (the rigs keep it).
+                if self._stop:
+                    return None
+                self._qcond.wait(0.02)
                 return []
             if not self._queue:
                 if self._stop:

@@ -165,3 +165,27 @@ def test_full_spool_stops_acknowledging(
     assert writer.stats().state is WriterState.DATABASE  # recovered by itself
     writer.close()
     _check_exactly_once(dsn, sid, submitted - 1)
+
+
+def test_close_while_stalled_returns(
+    own_cluster: tuple[ManagedCluster, str], tmp_path: Path, pose_batch: PB
+) -> None:
+    cluster, dsn = own_cluster
+    sid = uuid.uuid4()
+    cfg = WriterConfig("site-a", tmp_path / "spool", spool_max_bytes=64 * 1024, retry_interval_s=0.1,
+                       max_batch_ms=5)  # fmt: skip
+    cluster.stop("immediate")
+    try:
+        writer = TelemetryWriter(dsn, cfg).start()
+        for s in range(0, 480, 24):
+            writer.submit(pose_batch(sid, s, 24), timeout=5)
+        deadline = time.monotonic() + 10
+        while writer.state is not WriterState.STALLED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.state is WriterState.STALLED
+        t = time.monotonic()
+        writer.close(timeout=10)
+        assert time.monotonic() - t < 5
+        assert writer.acked(sid) < 479  # the held batch was never acknowledged
+    finally:
+        cluster.start()
