@@ -54,7 +54,7 @@ _SEVERITY_LEVEL = {"info": 0, "warning": 1, "critical": 2}
 
 
 def _us(t: float) -> int:
-    return int(round(t * 1e6))
+    return round(t * 1e6)
 
 
 @dataclass
