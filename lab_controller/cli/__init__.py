@@ -25,6 +25,9 @@ _GROUP_MODULES = (
     ("lab_controller.cli.export", "export_group"),
     ("lab_controller.cli.dashboards", "dashboards_group"),
     ("lab_controller.cli.demo", "demo_command"),
+    ("lab_controller.cli.competition", "competition_group"),
+    ("lab_controller.cli.competition", "judge_group"),
+    ("lab_controller.cli.workers", "workers_group"),
 )
 
 
