@@ -215,17 +215,17 @@ def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[
 @jit
 def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
                        buf: NDArray[np.float64], i: int, t_start: int, t_stop: int,
-                       ub: float, st: NDArray[np.float64]) -> None:
+                       ub: float, st: NDArray[np.float64], xl: NDArray[np.float64],
+                       acc: NDArray[np.float64]) -> None:
     """Like ``_strip_inner_1`` for d > 1. The 4 cells of a step sit on an anti-diagonal, so
     with lane ``p`` = row ``i+3-p`` their reference samples ``y[t-3+p]`` are contiguous in the
     transposed, 3-padded ``ytp`` (``ytp[k, j + 3] = y[j, k]``): the channel loop then works on
-    4 cells at once (SIMD) instead of one cell at a time."""
+    4 cells at once (SIMD) instead of one cell at a time. ``xl`` (d, 4) and ``acc`` (4,) are
+    scratch owned by the caller (no allocation per strip)."""
     d = x.shape[1]
-    xl = np.empty((d, 4))
     for k in range(d):
         for p in range(4):
             xl[k, p] = x[i + 3 - p, k]
-    acc = np.empty(4)
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
     prev0, prev1, prev2 = st[4], st[5], st[6]
     first3 = int(st[7])
@@ -281,6 +281,8 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
                 ytp[k, j + 3] = y[j, k]
     else:
         ytp = np.zeros((1, 1))
+    xl = np.empty((d, 4))
+    acc = np.empty(4)
     sc = rs[0]
     pe = rs[1]
     for s in range(nstrips):
@@ -306,7 +308,7 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
             if d == 1:
                 _strip_inner_1(x, y, buf, i, a, b, ub, st)
             else:
-                _strip_inner_lanes(x, ytp, buf, i, a, b, ub, st)
+                _strip_inner_lanes(x, ytp, buf, i, a, b, ub, st, xl, acc)
             t = _strip_masked(x, y, buf, i, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3,
                               sc, pe, ub, st)
         first3 = int(st[7])
