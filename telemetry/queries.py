@@ -17,6 +17,7 @@ import psycopg
 
 from telemetry import copybin
 from telemetry.ranges import RangeSet
+from telemetry.schema import ACTIVE_SESSION_STATES
 from telemetry.store import POSE_STREAM, pose_columns
 
 
@@ -209,7 +210,7 @@ class LiveTile:
 
 
 def live_class_status(dsn: str, *, site_id: str | None = None, class_id: str | None = None) -> list[LiveTile]:
-    """Active sessions (ready/running/stopping) with their latest window and sample age."""
+    """Active sessions (armed/running/stopping/interrupted) with their latest window and age."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             """
@@ -228,12 +229,12 @@ def live_class_status(dsn: str, *, site_id: str | None = None, class_id: str | N
             LEFT JOIN LATERAL (SELECT last_time FROM pose_rate_1s
                                WHERE session_id = s.session_id ORDER BY bucket DESC LIMIT 1) r
                    ON true
-            WHERE s.state IN ('ready', 'running', 'stopping')
+            WHERE s.state = ANY(%(active)s)
               AND (%(site)s::text IS NULL OR s.site_id = %(site)s)
               AND (%(cls)s::text IS NULL OR s.class_id = %(cls)s)
             ORDER BY s.rig_id
             """,
-            {"site": site_id, "cls": class_id},
+            {"site": site_id, "cls": class_id, "active": list(ACTIVE_SESSION_STATES)},
         ).fetchall()
     return [LiveTile(r[0], r[1], r[2], r[3], r[4], r[5], r[6], list(r[7]), r[8]) for r in rows]
 

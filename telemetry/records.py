@@ -65,8 +65,8 @@ class PoseBatch:
     - ``seq0``: sequence number of the first frame; frame i has seq ``seq0 + i``.
     - ``time_us`` (n,) int64: corrected time (controller clock), Unix µs.
     - ``rig_time`` (n,) float64: the rig's own clock, seconds.
-    - ``poses`` (n, T, 7) float32: per tracker px, py, pz (metres), qx, qy, qz, qw (the wire
-      protocol's order, docs/protocol.md §6.2); invalid trackers may hold NaN.
+    - ``poses`` (n, T, 7) float32: per tracker px, py, pz (millimetres, as on the wire), qx, qy,
+      qz, qw (the wire protocol's order, docs/protocol.md §6.2); invalid trackers may hold NaN.
     - ``analog`` (n, A) float32: analog channels (A may be 0).
     - ``valid_mask`` (n,) int32: bit t set when tracker t was tracked (T ≤ 32).
     """

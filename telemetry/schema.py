@@ -383,10 +383,15 @@ HYPERTABLES: Final[tuple[type[Table], ...]] = (
 VIEWS: Final[tuple[type[Table], ...]] = (PoseSamples, PoseRate1M)
 
 POSE_COMPONENTS: Final = ("px", "py", "pz", "qx", "qy", "qz", "qw")
-"""Order of the 7 values per tracker in ``pose_frames.poses`` (positions in metres, unit
-quaternion scalar last): the wire protocol's order (docs/protocol.md §6.2)."""
+"""Order of the 7 values per tracker in ``pose_frames.poses`` (positions in millimetres as sent,
+unit quaternion scalar last): the wire protocol's order (docs/protocol.md §6.2)."""
 
-SESSION_STATES: Final = ("assigned", "ready", "running", "stopping", "finished", "aborted", "failed")
+SESSION_STATES: Final = (
+    "assigned", "armed", "running", "stopping", "finished", "aborted", "failed", "interrupted",
+)  # fmt: skip
+"""The controller's session states (migration 0004); the CHECK on ``sessions.state``."""
+ACTIVE_SESSION_STATES: Final = ("armed", "running", "stopping", "interrupted")
+"""States the live class view shows."""
 
 IDENTITY_TABLES: Final[tuple[type[Table], ...]] = (TraineeIdentities,)
 """Tables the dashboard role must not read."""

@@ -302,3 +302,24 @@ def test_a_failed_writer_thread_refuses_input(tdsn: str, tmp_path: Path, pose_ba
     with pytest.raises(WriterError, match="injected bug"):
         w.submit(pose_batch(uuid.uuid4(), 0, 12))
     w.close()
+
+
+def test_every_controller_session_state_is_accepted(tdsn: str, tmp_path: Path) -> None:
+    from lab_controller.controller.sessions import SessionState
+    from telemetry.schema import SESSION_STATES
+
+    assert set(SESSION_STATES) == {s.value for s in SessionState}
+    sids = {state: uuid.uuid4() for state in SESSION_STATES}
+    w, _ = _writer(tdsn, tmp_path)
+    with w:
+        for state, sid in sids.items():
+            w.submit(SessionRecord(sid, "rig-01", state))
+        assert w.flush(10)
+        assert w.stats().rejected_records == 0
+    with psycopg.connect(tdsn) as conn:
+        got: dict[str, uuid.UUID] = dict(
+            conn.execute(
+                "SELECT state, session_id FROM sessions WHERE session_id = ANY(%s)", (list(sids.values()),)
+            ).fetchall()
+        )
+    assert got == sids
