@@ -54,6 +54,7 @@ COMMAND_MEMORY = 64  # answers kept to re-send for a repeated command id (docs �
 LOG_BURST_S = 10.0
 SPOOL_KIND_CHUNK = 1
 _SPOOL_PREFIX = struct.Struct("<I")  # len(frame0); then frame0 and frame1
+_RESEND = int(P.ChunkFlags.RESEND)
 
 
 @dataclass
@@ -87,13 +88,11 @@ class _Out:
     frame0: bytes
     frame1: bytes
     order: int  # global production/read order (re-send keeps it)
+    handle: int  # rig handle written in frame0
+    nbytes: int  # len(frame0) + len(frame1)
     spool_id: int | None = None
     sent: bool = False
     sent_at: float = 0.0
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.frame0) + len(self.frame1)
 
 
 @dataclass
@@ -171,7 +170,8 @@ class RigAgent:
         self._next_read = 0.0
         self._max_chunk = max(1, math.ceil(self.info.rate_hz * MAX_CHUNK_S))
         self._period = 1.0 / self.info.rate_hz
-        self._last_valid: list[bool] | None = None
+        self._last_valid: Any = None  # validity row of the latest sample (numpy bool array)
+        self._keys: dict[str, bytes] = {}  # session id text -> 16 bytes (acks arrive as text)
         # store
         self._pending: deque[_Out] = deque()
         self._order = 0
@@ -460,7 +460,9 @@ class RigAgent:
         self._last_hb_tx = now
         self._send(
             P.Heartbeat(
-                sender_time=self.driver.clock(), trackers_valid=self._last_valid, **self._status_fields()
+                sender_time=self.driver.clock(),
+                trackers_valid=None if self._last_valid is None else self._last_valid.tolist(),
+                **self._status_fields(),
             )
         )
 
@@ -739,10 +741,11 @@ class RigAgent:
     def _add_block(self, stream: _Stream, block: SampleBlock) -> None:
         if block.count == 0:
             return
+        handle = self.rig_handle or 1  # patched to the current handle when sent
         f0, f1 = P.encode_chunk(
-            rig_handle=self.rig_handle or 1,  # patched to the current handle when sent
+            rig_handle=handle,
             layout=self.layout,
-            session_id=uuid.UUID(bytes=stream.key),
+            session_id=stream.key,
             first_seq=stream.next_seq,
             rig_time_first=block.rig_time_first,
             period=block.period,
@@ -750,11 +753,14 @@ class RigAgent:
             analog=block.analog,
             valid=block.valid,
         )
-        out = _Out(stream.key, stream.next_seq, stream.next_seq + block.count - 1, f0, f1, self._order)
+        out = _Out(
+            stream.key, stream.next_seq, stream.next_seq + block.count - 1, f0, f1, self._order,
+            handle, len(f0) + len(f1),
+        )  # fmt: skip
         self._order += 1
         stream.next_seq += block.count
         self.stats["samples_produced"] += block.count
-        self._last_valid = [bool(v) for v in block.valid[-1]]
+        self._last_valid = block.valid[-1]
         self._store(out)
 
     # ── the store: memory, then spool ─────────────────────────────────────────────────────
@@ -857,8 +863,10 @@ class RigAgent:
             f0,
             f1,
             self._order,
+            h.rig_handle,
+            len(f0) + len(f1),
             spool_id=rec.id,
-            sent=h.flags & P.ChunkFlags.RESEND != 0,
+            sent=h.flags & _RESEND != 0,
         )
         self._order += 1
         self.mem_bytes += out.nbytes
@@ -938,9 +946,10 @@ class RigAgent:
                 self.stats["window_full"] += 1
                 return
             f0 = out.frame0
-            if out.sent or P.CHUNK_HEADER.unpack_from(f0, 0)[5] != handle:
-                f0 = P.patch_chunk(f0, rig_handle=handle, add_flags=P.ChunkFlags.RESEND if out.sent else 0)
+            if out.sent or out.handle != handle:
+                f0 = P.patch_chunk(f0, rig_handle=handle, add_flags=_RESEND if out.sent else 0)
                 out.frame0 = f0
+                out.handle = handle
             try:
                 sock.send(f0, zmq.SNDMORE | zmq.NOBLOCK)
                 sock.send(out.frame1, zmq.NOBLOCK)
@@ -962,10 +971,15 @@ class RigAgent:
 
     def _on_data_ack(self, session_id: str, durable_seq: int) -> None:
         self.stats["acks"] += 1
-        try:
-            key = uuid.UUID(session_id).bytes
-        except ValueError:
-            return
+        key = self._keys.get(session_id)
+        if key is None:
+            try:
+                key = uuid.UUID(session_id).bytes
+            except ValueError:
+                return
+            if len(self._keys) > 1024:
+                self._keys.clear()
+            self._keys[session_id] = key
         stream = self.streams.get(key)
         if stream is None or durable_seq <= stream.durable_seq:
             return

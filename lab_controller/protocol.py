@@ -21,6 +21,7 @@ import json
 import math
 import struct
 import uuid
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,6 +149,7 @@ class Prologue:
     message_class: MessageClass
 
 
+_SIG = MAGIC + bytes([PROTOCOL_MAJOR])  # what frame 0 of every message of our major starts with
 _CONTROL_PROLOGUE = PROLOGUE.pack(MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CONTROL, 0)
 
 
@@ -667,33 +669,34 @@ def decode_control(frames: Sequence[bytes | memoryview]) -> ControlMessage:
     """Parse and validate a two-frame control message (routing frames already stripped)."""
     if len(frames) != 2:
         raise ProtocolError(ErrorKind.MALFORMED, f"{len(frames)} frames, a message has 2")
-    prologue = read_prologue(frames[0])
-    if prologue.message_class is not MessageClass.CONTROL:
-        raise ProtocolError(ErrorKind.UNKNOWN_TYPE, "sample chunk where a control message is due")
-    if len(frames[0]) != PROLOGUE_SIZE:
-        raise ProtocolError(ErrorKind.MALFORMED, f"control frame 0 has {len(frames[0])} bytes")
+    f0 = frames[0]
+    if len(f0) != PROLOGUE_SIZE or f0[:5] != _SIG or f0[6] != MessageClass.CONTROL:
+        prologue = read_prologue(f0)  # raises the precise error if the prologue is bad
+        if prologue.message_class is not MessageClass.CONTROL:
+            raise ProtocolError(ErrorKind.UNKNOWN_TYPE, "sample chunk where a control message is due")
+        raise ProtocolError(ErrorKind.MALFORMED, f"control frame 0 has {len(f0)} bytes")
     body = frames[1]
     if len(body) > MAX_CONTROL_BYTES:
         raise ProtocolError(ErrorKind.OVERSIZED, f"{len(body)} byte control message")
     try:
-        raw = json.loads(bytes(body))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError(ErrorKind.MALFORMED, f"not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError(ErrorKind.MALFORMED, "JSON frame is not an object")
-    mtype = raw.get("type")
-    if not isinstance(mtype, str):
-        raise ProtocolError(ErrorKind.MALFORMED, "no string 'type' field")
-    if mtype not in MESSAGE_TYPES:
-        raise ProtocolError(ErrorKind.UNKNOWN_TYPE, f"type {mtype[:40]!r}")
-    try:
-        return _CONTROL_ADAPTER.validate_python(raw)
+        # pydantic's own JSON parser: one pass, ~3x faster than json.loads + validate_python.
+        return _CONTROL_ADAPTER.validate_json(body if isinstance(body, bytes) else bytes(body))
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ProtocolError(ErrorKind.INVALID, f"{mtype}: {where}: {first.get('msg')}") from None
+        etype, loc = first.get("type", ""), first.get("loc", ())
+        if etype == "json_invalid" or (not loc and etype.endswith("_type")):
+            raise ProtocolError(ErrorKind.MALFORMED, f"not a JSON object: {first.get('msg')}") from None
+        if etype == "union_tag_not_found":
+            raise ProtocolError(ErrorKind.MALFORMED, "no 'type' field") from None
+        if etype == "union_tag_invalid":
+            mtype = peek_type(body)
+            if not mtype:
+                raise ProtocolError(ErrorKind.MALFORMED, "'type' is not a string") from None
+            raise ProtocolError(ErrorKind.UNKNOWN_TYPE, f"type {mtype[:40]!r}") from None
+        where = ".".join(str(p) for p in loc)
+        raise ProtocolError(ErrorKind.INVALID, f"{where}: {first.get('msg')}") from None
     except (ValueError, TypeError, RecursionError) as exc:  # defensive: never leak another type
-        raise ProtocolError(ErrorKind.INVALID, f"{mtype}: {exc}") from None
+        raise ProtocolError(ErrorKind.INVALID, str(exc)[:200]) from None
 
 
 def peek_type(body: bytes | memoryview) -> str:
@@ -788,9 +791,12 @@ F32Array: TypeAlias = npt.NDArray[np.float32]
 BoolArray: TypeAlias = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChunkHeader:
-    """The fixed fields of a chunk (frame 0 after the prologue)."""
+    """The fixed fields of a chunk (frame 0 after the prologue). Treat as read-only.
+
+    (Not ``frozen``: a frozen dataclass's ``__init__`` costs several µs per chunk.)
+    """
 
     rig_handle: int
     layout_id: int
@@ -810,7 +816,7 @@ class ChunkHeader:
         return self.first_seq + self.count - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SampleChunk:
     """A decoded chunk. Arrays are read-only views of the received frames (no copy).
 
@@ -845,12 +851,9 @@ class SampleChunk:
         return np.asarray(self.header.rig_time_first + steps * self.header.period, np.float64)
 
 
-_CHUNK_SIG = MAGIC + bytes([PROTOCOL_MAJOR])
-
-
 def parse_chunk_header(frame0: bytes | memoryview) -> ChunkHeader:
     """Read the fixed header (cheap: lets the receiver find the rig and layout first)."""
-    if len(frame0) < CHUNK_HEADER_SIZE or frame0[:5] != _CHUNK_SIG or frame0[6] != 0x44:
+    if len(frame0) < CHUNK_HEADER_SIZE or frame0[:5] != _SIG or frame0[6] != 0x44:
         prologue = read_prologue(frame0)  # raises the precise error if the prologue is bad
         if prologue.message_class is not MessageClass.CHUNK:
             raise ProtocolError(ErrorKind.UNKNOWN_TYPE, "control message where a chunk is due")
@@ -913,7 +916,7 @@ def decode_chunk(
     analog = flat[n_pose:].reshape(n, a)
     if not has_mask:
         # 0·x is 0 for finite x and NaN for ±inf/NaN: one BLAS dot checks the whole frame.
-        if not math.isfinite(float(flat.dot(_zeros(n_floats)))):
+        if not _finite(flat):
             raise ProtocolError(ErrorKind.NON_FINITE, "non-finite value (no validity mask sent)")
         return SampleChunk(header, poses, analog, _all_valid(n, t))
     bits = np.frombuffer(frame0, dtype=np.uint8, count=mask_len, offset=CHUNK_HEADER_SIZE)
@@ -928,19 +931,6 @@ def decode_chunk(
         raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
     valid.flags.writeable = False
     return SampleChunk(header, poses, analog, valid)
-
-
-_ZEROS: F32Array = np.zeros(4096, dtype=_F32)
-_ZEROS.flags.writeable = False
-
-
-def _zeros(n: int) -> F32Array:
-    """A read-only float32 zero vector of length ``n`` (grown on demand, shared)."""
-    global _ZEROS
-    if n > _ZEROS.shape[0]:
-        _ZEROS = np.zeros(max(n, 2 * _ZEROS.shape[0]), dtype=_F32)
-        _ZEROS.flags.writeable = False
-    return _ZEROS[:n]
 
 
 _ALL_VALID_CACHE: dict[tuple[int, int], BoolArray] = {}
@@ -958,70 +948,94 @@ def _all_valid(n: int, t: int) -> BoolArray:
     return arr
 
 
+_ZEROS: dict[np.dtype[Any], npt.NDArray[Any]] = {}
+
+
+def _zeros(n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """A read-only zero vector of length ``n`` (grown on demand, shared per dtype)."""
+    z = _ZEROS.get(dtype)
+    if z is None or z.shape[0] < n:
+        z = np.zeros(max(n, 4096, 0 if z is None else 2 * z.shape[0]), dtype=dtype)
+        z.flags.writeable = False
+        _ZEROS[dtype] = z
+    return z[:n]
+
+
 def encode_chunk(
     *,
     rig_handle: int,
     layout: ChannelLayout,
-    session_id: uuid.UUID,
+    session_id: uuid.UUID | bytes,
     first_seq: int,
     rig_time_first: float,
     period: float,
     poses: F32Array,
     analog: F32Array | None = None,
     valid: BoolArray | None = None,
-    flags: ChunkFlags = ChunkFlags.NONE,
+    flags: int = 0,
 ) -> tuple[bytes, bytes]:
     """The two frames of a chunk. Invalid tracker samples are written as NaN.
 
-    ``poses`` (n, T, 7), ``analog`` (n, A), ``valid`` (n, T) or None for all valid. Raises
-    `ProtocolError` for anything the decoder would refuse, so a rig never sends it.
+    ``poses`` (n, T, 7), ``analog`` (n, A), ``valid`` (n, T) or None for all valid;
+    ``session_id`` as a UUID or its 16 bytes. Raises `ProtocolError` for anything the decoder
+    would refuse, so a rig never sends it.
     """
-    p = np.asarray(poses)
+    p = poses if isinstance(poses, np.ndarray) else np.asarray(poses)
     n = p.shape[0] if p.ndim == 3 else 0
     t, a = layout.n_trackers, layout.n_analog
     if p.shape != (n, t, POSE_WIDTH) or not 1 <= n <= MAX_SAMPLES_PER_CHUNK:
         raise ProtocolError(ErrorKind.BAD_SIZE, f"poses shape {p.shape}, layout has {t} trackers")
-    an = np.zeros((n, 0), _F32) if analog is None else np.asarray(analog)
-    if an.shape != (n, a):
-        raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
-    flags = ChunkFlags(flags) & ~ChunkFlags.MASK
+    if analog is None:
+        if a:
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog missing, layout has {a} channels")
+        an_bytes = b""
+    else:
+        an = np.asarray(analog)
+        if an.shape != (n, a):
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
+        if a and not _finite(an):
+            raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
+        an_bytes = _f32_bytes(an) if a else b""
+    flags = int(flags) & ~ChunkFlags.MASK
     mask = b""
-    if valid is not None:
-        v = np.asarray(valid, dtype=np.bool_)
-        if v.shape != (n, t):
-            raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
-        if not v.all():
-            flags |= ChunkFlags.MASK
-            mask = np.packbits(v, axis=1, bitorder="little").tobytes()
-            p = np.array(p, dtype=_F32)  # copy: we write NaN into lost trackers
-            p[~v] = np.nan
-    if not (flags & ChunkFlags.MASK) and not np.isfinite(p).all():
-        raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
-    if flags & ChunkFlags.MASK:
-        v = np.asarray(valid, dtype=np.bool_)
+    v = None if valid is None else np.asarray(valid, dtype=np.bool_)
+    if v is not None and v.shape != (n, t):
+        raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
+    if v is None or v.all():
+        if not _finite(p):
+            raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
+    else:
+        flags |= ChunkFlags.MASK
+        mask = np.packbits(v, axis=1, bitorder="little").tobytes()
         if not np.isfinite(p[v]).all():
             raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
-    if a and not np.isfinite(an).all():
-        raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
+        p = np.array(p, dtype=_F32)  # copy: we write NaN into lost trackers
+        p[~v] = np.nan
     if not (math.isfinite(rig_time_first) and math.isfinite(period)) or period <= 0:
         raise ProtocolError(ErrorKind.INVALID, "rig time / period must be finite, period > 0")
+    sid = session_id if isinstance(session_id, bytes) else session_id.bytes
+    if len(sid) != 16:
+        raise ProtocolError(ErrorKind.INVALID, "session id must be 16 bytes")
     header = CHUNK_HEADER.pack(
-        MAGIC,
-        PROTOCOL_MAJOR,
-        PROTOCOL_MINOR,
-        MessageClass.CHUNK,
-        0,
-        rig_handle,
-        layout.layout_id,
-        session_id.bytes,
-        first_seq,
-        n,
-        int(flags),
-        rig_time_first,
-        period,
-    )
-    body = _f32_bytes(p) + (_f32_bytes(an) if a else b"")
-    return header + mask, body
+        MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CHUNK, 0, rig_handle,
+        layout.layout_id, sid, first_seq, n, flags, rig_time_first, period,
+    )  # fmt: skip
+    return header + mask, _f32_bytes(p) + an_bytes
+
+
+def _finite(arr: npt.NDArray[Any]) -> bool:
+    """All values finite: one dot product with zeros (0·x is NaN only for ±inf and NaN).
+
+    3x cheaper than ``np.isfinite(arr).all()`` on chunk-sized arrays; numpy's "invalid value"
+    warning that 0·inf raises is silenced for this module only (see the filter below).
+    """
+    flat = arr.reshape(-1)
+    return math.isfinite(float(flat.dot(_zeros(flat.shape[0], flat.dtype))))
+
+
+# 0·inf in `_finite` sets the FP "invalid" flag and numpy warns; that is the expected outcome
+# of a bad chunk (counted as non_finite), not a bug. np.errstate would cost more than the check.
+warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning, r"lab_controller\.protocol")
 
 
 def _f32_bytes(arr: npt.NDArray[Any]) -> bytes:
