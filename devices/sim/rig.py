@@ -169,3 +169,10 @@ class SimulatedRig:
     @property
     def finished(self) -> bool:
         return self._finished
+
+
+def make_driver(rig_index: int, seed: int) -> SimulatedRig:
+    """Factory for ``python -m devices.agent --driver devices.sim.rig:make_driver``: skills
+    cycle expert, intermediate, novice by rig index (use `devices.fleet` for a skill mix)."""
+    skill = ("expert", "intermediate", "novice")[rig_index % 3]
+    return SimulatedRig(skill, seed=seed)

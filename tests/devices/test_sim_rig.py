@@ -151,3 +151,11 @@ def test_ninety_hertz_rig() -> None:
     t, _p = _concat(_drain(rig, clock, 0.02, clock.t + 2.0))
     assert 175 <= t.shape[0] <= 181
     assert np.median(np.diff(t)) == pytest.approx(1 / 90, rel=0.02)
+
+
+def test_agent_factory() -> None:
+    from devices.sim.rig import make_driver
+
+    rigs = [make_driver(i, 10 + i) for i in range(3)]
+    assert [r.default_skill.name for r in rigs] == ["expert", "intermediate", "novice"]
+    assert check_driver(rigs[0]).rate_hz == 120.0
