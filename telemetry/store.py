@@ -98,6 +98,11 @@ class Store:
         """Forget cached ranges (after a failed or unknown transaction outcome)."""
         self._ranges.clear()
 
+    def forget(self, sessions: set[uuid.UUID]) -> None:
+        """Drop cached ranges of these sessions (reloaded from the database if seen again)."""
+        for key in [k for k in self._ranges if k[1] in sessions]:
+            del self._ranges[key]
+
     def commit(self, outcome: WriteOutcome) -> None:
         """Adopt the ranges of a committed write."""
         self._ranges.update(outcome.ranges)

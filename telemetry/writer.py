@@ -159,6 +159,7 @@ class TelemetryWriter:
         self._stats = WriterStats()
         self._stop = False
         self._failed = False
+        self._forget: set[uuid.UUID] = set()
         self._thread: threading.Thread | None = None
         self._drain_iter: Iterator[SpoolRecord] | None = None
         self._next_metrics = 0.0
@@ -220,6 +221,17 @@ class TelemetryWriter:
             rs = self._durable.get((stream, session_id))
             return rs.copy() if rs is not None else RangeSet()
 
+    def forget_session(self, session_id: uuid.UUID) -> None:
+        """Drop a finished session's bookkeeping from memory (a long-running controller sees
+        thousands of sessions). Safe at any time: a late resend reloads the stored ranges from
+        the database, so it still stores nothing twice."""
+        with self._ack_lock:
+            self._acked.pop(session_id, None)
+            for stream in (POSE_STREAM, SCORE_STREAM):
+                self._durable.pop((stream, session_id), None)
+        with self._qcond:
+            self._forget.add(session_id)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is durable (database or spool)."""
         with self._ticket.cond:
@@ -278,6 +290,10 @@ class TelemetryWriter:
                 if self._held:
                     items = self._held + items
                     self._held = []
+                if self._forget:
+                    with self._qcond:
+                        forget, self._forget = self._forget, set()
+                    self._store.forget(forget)
                 self._maybe_emit_metrics()
                 if self._internal:
                     items = items + self._internal

@@ -323,3 +323,17 @@ def test_every_controller_session_state_is_accepted(tdsn: str, tmp_path: Path) -
             ).fetchall()
         )
     assert got == sids
+
+
+def test_forgotten_session_still_deduplicates(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    sid = uuid.uuid4()
+    w, _ = _writer(tdsn, tmp_path)
+    with w:
+        w.submit(pose_batch(sid, 0, 24))
+        assert w.flush(10)
+        w.forget_session(sid)
+        assert w.acked(sid) == -1
+        w.submit(pose_batch(sid, 0, 36))  # a late resend plus 12 new frames
+        assert w.flush(10)
+        assert w.stats().rows_written == 36
+    assert [r[0] for r in _frames(tdsn, sid)] == list(range(36))
