@@ -33,7 +33,7 @@ from lab_controller.controller.sessions import (
     SessionState,
     SessionTable,
 )
-from lab_controller.controller.sinks import DurableSink, SinkBusy
+from lab_controller.controller.sinks import DurableSink, SinkBusy, session_key
 from lab_controller.controller.transport import ControllerSockets, Incoming
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Controller:
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
         self.loop_errors = 0
         self.held_events = 0
-        self._sid_cache: dict[uuid.UUID, str] = {}
+        self._sid_cache: dict[bytes, str] = {}
         self._ack_due = False
 
     # ─────────────────────────────────────────────────────────────────── lifecycle
@@ -764,7 +764,7 @@ class Controller:
         if self.security is not None and inc.user_id != rec.rig_id:
             self.bad.record("not_allowed", f"{inc.user_id!r} sent a chunk as {rec.rig_id!r}")
             return
-        sid = self._sid_text(header.session_id)
+        sid = self._sid_text(header)
         try:
             chunk = P.decode_chunk(inc.frames, rec.layout, header)
         except P.ProtocolError as exc:
@@ -810,13 +810,15 @@ class Controller:
         for part in parts:
             self.runner.chunk(sid, part, now)
 
-    def _sid_text(self, sid: uuid.UUID) -> str:
-        """Text form of a session UUID, cached (str(UUID) costs µs on every chunk)."""
-        text = self._sid_cache.get(sid)
+    def _sid_text(self, header: P.ChunkHeader) -> str:
+        """Text form of a chunk's session id, cached by its raw bytes (building a UUID and its
+        text costs several µs per chunk)."""
+        key = session_key(header)
+        text = self._sid_cache.get(key)
         if text is None:
             if len(self._sid_cache) > 100_000:
                 self._sid_cache.clear()
-            text = self._sid_cache[sid] = str(sid)
+            text = self._sid_cache[key] = str(uuid.UUID(bytes=key))
         return text
 
     def _retry_held(self) -> None:

@@ -35,6 +35,7 @@ from lab_controller.protocol import (
     PROTOCOL_MINOR,
     ChannelLayout,
     ChunkFlags,
+    ChunkHeader,
     MessageClass,
     SampleChunk,
     decode_chunk,
@@ -60,6 +61,28 @@ WATERMARK_EVERY_S = 0.5
 
 _RECORD_PREFIX = struct.Struct("<HHI")  # n_trackers, n_analog, len(frame0)
 _MASK_BIT = int(ChunkFlags.MASK)
+
+
+def session_key(header: ChunkHeader) -> bytes:
+    """The session UUID's 16 raw bytes of a chunk header, without building a UUID."""
+    raw = getattr(header, "session", None)  # the codec keeps the raw bytes when it can
+    return raw if isinstance(raw, bytes) else header.session_id.bytes
+
+
+class _SessionText:
+    """Raw session bytes → UUID text, cached (per sink; bounded)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[bytes, str] = {}
+
+    def __call__(self, header: ChunkHeader) -> str:
+        key = session_key(header)
+        text = self._cache.get(key)
+        if text is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            text = self._cache[key] = str(uuid.UUID(bytes=key))
+        return text
 
 
 class SinkBusy(Exception):
@@ -94,7 +117,7 @@ def encode_spool_record(chunk: SampleChunk) -> bytes:
         mask = np.packbits(chunk.valid, axis=1, bitorder="little").tobytes()
     frame0 = CHUNK_HEADER.pack(
         MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CHUNK, 0,
-        h.rig_handle, h.layout_id, h.session_id.bytes, h.first_seq, n, flags,
+        h.rig_handle, h.layout_id, session_key(h), h.first_seq, n, flags,
         h.rig_time_first, h.period,
     ) + mask
     nbytes = 4 * n * (t * 7 + a)
@@ -163,13 +186,14 @@ class MemorySink:
     def __init__(self) -> None:
         self.chunks: list[SampleChunk] = []
         self._d = _Durability()
+        self._text = _SessionText()
         self.busy = False  # tests flip this to exercise back-pressure
 
     def submit(self, chunk: SampleChunk) -> None:
         if self.busy:
             raise SinkBusy("memory sink set busy")
         self.chunks.append(chunk)
-        self._d.mark([(str(chunk.session_id), chunk.first_seq, chunk.count)])
+        self._d.mark([(self._text(chunk.header), chunk.first_seq, chunk.count)])
 
     def durable(self) -> Mapping[str, int]:
         return self._d.snapshot()
@@ -210,6 +234,7 @@ class SpoolSink:
         self._queued_bytes = 0
         self._qlock = threading.Lock()
         self._d = _Durability()
+        self._text = _SessionText()
         self._watermark_path = self.directory / "sink-durable.json"
         self._watermark_id = 0
         self._recover()
@@ -265,7 +290,8 @@ class SpoolSink:
                 raise SinkBusy(f"{self._queued_chunks} chunks queued for the spool")
             self._queued_chunks += 1
             self._queued_bytes += len(payload)
-            self._pending.append((str(chunk.session_id), chunk.first_seq, chunk.count, payload))
+            self._pending.append((self._text(chunk.header), chunk.first_seq, chunk.count,
+                                  payload))
             first = len(self._pending) == 1
         if first:
             self._has_work.set()
