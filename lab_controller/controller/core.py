@@ -148,7 +148,7 @@ class Controller:
         return self.endpoints
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop, drain observers, close the sink."""
+        """Stop the loop and drain the observers. The sink belongs to the caller: close it after."""
         self._stop.set()
         if self._sockets is not None:
             self._sockets.waker.wake()

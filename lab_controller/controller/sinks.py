@@ -51,6 +51,8 @@ SPOOL_KIND_CHUNK = 1
 # An fsync on these machines' disks takes ~1-5 ms, so batches form naturally under load and
 # the added ack latency stays well below the 20 ms chunk cadence (performance.md: 10-30 ms).
 DEFAULT_LINGER_S = 0.002
+# ...but only when fewer chunks than this are waiting (a busy lab forms its groups by itself).
+LINGER_BELOW_CHUNKS = 32
 # Queue bound: 4096 chunks ≈ 16 s of 120 rigs' 20 ms chunks; beyond it submit() refuses.
 DEFAULT_MAX_QUEUED_CHUNKS = 4096
 DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024
@@ -330,8 +332,12 @@ class SpoolSink:
         while True:
             self._has_work.wait(WATERMARK_EVERY_S)
             closing = self._closed
-            if self._has_work.is_set() and not closing:
-                time.sleep(self._linger_s)  # let a group form: one fsync for all of it
+            with self._qlock:
+                few = len(self._pending) < LINGER_BELOW_CHUNKS
+            if few and self._has_work.is_set() and not closing:
+                # Let a group form: one fsync for all of it. Under load the group forms by
+                # itself while the previous fsync runs, so no extra wait is added then.
+                time.sleep(self._linger_s)
             with self._qlock:
                 batch, self._pending = self._pending, []
                 self._has_work.clear()
