@@ -4,6 +4,7 @@ and the rubric arithmetic worked by hand."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ WEAVE_RUBRIC = {**FILLET_RUBRIC, "rubric_id": "weave-test", "metrics": {
     "weave_period": {"ideal": 0.8, "min": 0.5, "max": 1.2},
 }}
 
-SPRAY_GEOMETRY = {"point": [0, 0, 0], "normal": [0, 0, 1], "pass_direction": [1, 0, 0],
+SPRAY_GEOMETRY: dict[str, Any] = {"point": [0, 0, 0], "normal": [0, 0, 1], "pass_direction": [1, 0, 0],
                   "fan_width_mm": 200.0, "tip_offset": [0, 0, 100]}
 SPRAY_RUBRIC = {"rubric_id": "spray-test", "version": 3, "exercise": "flat_panel",
                 "process": "spray", "metrics": {
@@ -77,6 +78,7 @@ def test_fill_gaps_matches_reference() -> None:
 
 @pytest.mark.parametrize("which", ["weld", "weave", "spray"])
 def test_streaming_is_chunk_invariant_and_equals_batch(which: str) -> None:
+    geo: dict[str, Any]
     if which == "spray":
         rub, geo, fs = Rubric.from_dict(SPRAY_RUBRIC), SPRAY_GEOMETRY, 60.0
         trace = _spray_trace(fs)
@@ -115,8 +117,8 @@ def test_windows_equal_batch_window_stats() -> None:
     sm = SessionMetrics(model)
     wins = []
     for i in range(0, len(p), 12):
-        w, _ = sm.feed(p[i:i + 12], np.ones(len(p[i:i + 12]), bool))
-        wins += w
+        got, _ = sm.feed(p[i:i + 12], np.ones(len(p[i:i + 12]), bool))
+        wins += got
     obs = np.array([[sm.observation(r, j) for j in range(5)] for r in range(sm.rows)])
     want = window_stats(obs, model.lo, model.hi, model.win)
     assert len(wins) == len(want) == 12

@@ -186,7 +186,7 @@ def passes(along: F, cross: F, fs: float, lag: int, vmin: float, lmin: float) ->
         if i == 0:
             return 0.0
         j = max(0, i - lag)
-        return (along[i] - along[j]) * fs / max(1, i - j)
+        return float((along[i] - along[j]) * fs / max(1, i - j))
 
     out = []
     i = 0

@@ -39,7 +39,8 @@ def quat_from_z_to(a: NDArray[np.float64]) -> NDArray[np.float64]:
     xyz = np.cross(ez, a)
     w = 1.0 + a @ ez
     q = np.concatenate([xyz, w[:, None]], axis=1)
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+    out: NDArray[np.float64] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return out
 
 
 def fillet_poses(work_deg: NDArray[np.float64], travel_deg: NDArray[np.float64],
@@ -67,7 +68,9 @@ def expert_trace(fs: float = 120.0, duration: float = 30.0, seed: int = 0
     rng = np.random.default_rng(seed)
     n = int(duration * fs)
     tt = np.arange(n) / fs
-    j = lambda s: s * rng.normal(size=n)  # noqa: E731
+    def j(s: float) -> NDArray[np.float64]:
+        return s * rng.normal(size=n)
+
     return fillet_poses(45 + 1.0 * np.sin(0.5 * tt) + j(0.2), 10 + j(0.2), 15 + j(0.1),
                         10 + 6.0 * tt + j(0.05), j(0.1))
 
@@ -78,7 +81,9 @@ def novice_trace(fs: float = 120.0, duration: float = 40.0, seed: int = 1
     rng = np.random.default_rng(seed)
     n = int(duration * fs)
     tt = np.arange(n) / fs
-    j = lambda s: s * rng.normal(size=n)  # noqa: E731
+    def j(s: float) -> NDArray[np.float64]:
+        return s * rng.normal(size=n)
+
     speed = 6 + 4 * np.sin(0.7 * tt) + 2 * np.sin(2.3 * tt)
     along = 10 + np.cumsum(np.clip(speed, 0, None)) / fs
     return fillet_poses(45 + 12 * np.sin(0.3 * tt) + j(1.0), 10 + 9 * np.sin(0.5 * tt) + j(1.0),

@@ -37,8 +37,10 @@ def _chunks(trace: np.ndarray, valid: np.ndarray | None = None, size: int = 12,
     return out
 
 
-def _run(trace: np.ndarray, valid: np.ndarray | None = None
-         ) -> tuple[list[ScoreWindow], list[Cue], FinalResult]:
+Run = tuple[list[ScoreWindow], list[Cue], FinalResult]
+
+
+def _run(trace: np.ndarray, valid: np.ndarray | None = None) -> Run:
     scorer = SessionScorer(FILLET_GEOMETRY, expert_trace(seed=42), Rubric.from_dict(FILLET_RUBRIC),
                            FS, TOOL)
     windows: list[ScoreWindow] = []
@@ -51,16 +53,16 @@ def _run(trace: np.ndarray, valid: np.ndarray | None = None
 
 
 @pytest.fixture(scope="module")
-def expert_run() -> tuple[list[ScoreWindow], list[Cue], FinalResult]:
+def expert_run() -> Run:
     return _run(expert_trace(seed=1))
 
 
 @pytest.fixture(scope="module")
-def novice_run() -> tuple[list[ScoreWindow], list[Cue], FinalResult]:
+def novice_run() -> Run:
     return _run(novice_trace(seed=2))
 
 
-def test_expert_scores_higher_than_novice(expert_run: tuple, novice_run: tuple) -> None:
+def test_expert_scores_higher_than_novice(expert_run: Run, novice_run: Run) -> None:
     e, n = expert_run[2], novice_run[2]
     assert e.score > 90 and e.passed and e.level in (1, 2)
     assert n.score < 50 and not n.passed and n.level is None
@@ -71,11 +73,11 @@ def test_expert_scores_higher_than_novice(expert_run: tuple, novice_run: tuple) 
     assert e.expert_rms < n.expert_rms
     assert e.progress > 0.95  # the expert finishes the reference path
     assert n.weakest_parameter in {m.name for m in n.metrics}
-    assert {m.name for m in e.metrics} == set(FILLET_RUBRIC["metrics"])  # type: ignore[arg-type]
+    assert {m.name for m in e.metrics} == set(Rubric.from_dict(FILLET_RUBRIC).metric_names())
     assert e.data_quality.interpolated_fraction == 0.0 and e.data_quality.gaps == 0
 
 
-def test_windows_carry_rig_time_progress_and_stats(expert_run: tuple) -> None:
+def test_windows_carry_rig_time_progress_and_stats(expert_run: Run) -> None:
     windows = expert_run[0]
     assert len(windows) == 60  # 30 s in 0.5 s windows
     assert windows[0].rig_time == pytest.approx(1000.0)
@@ -90,7 +92,7 @@ def test_windows_carry_rig_time_progress_and_stats(expert_run: tuple) -> None:
     assert 90 <= w.score <= 100 and w.duration_s == 0.5
 
 
-def test_cues_fire_with_hysteresis(expert_run: tuple, novice_run: tuple) -> None:
+def test_cues_fire_with_hysteresis(expert_run: Run, novice_run: Run) -> None:
     assert expert_run[1] == []  # a steady expert is never nagged
     cues = novice_run[1]
     assert len(cues) > 5
