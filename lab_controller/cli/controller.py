@@ -82,6 +82,15 @@ def api_client(ctx: click.Context, api_endpoint: str | None, key_file: Path | No
     return ApiClient(endpoint, timeout_s=timeout, security=security)
 
 
+def _exercise_scenes() -> Callable[[str], dict[str, Any]] | None:
+    """The exercise library's scenes for START (None if the library is not installed)."""
+    try:
+        from lab_controller.exercises import scene_for
+    except ImportError:
+        return None
+    return scene_for
+
+
 @click.group("controller")
 def controller_group() -> None:
     """Run the lab controller (rig registry, sessions, data path, instructor API)."""
@@ -138,7 +147,8 @@ def run_command(
     else:
         sink = SpoolSink(spool_dir or settings.spool_dir, max_bytes=spool_max_bytes)
     observers: list[SessionObserver] = [_load_factory(s)(settings) for s in observer_specs]
-    ctrl = Controller(cfg, sink, observers=observers, security=security)
+    ctrl = Controller(cfg, sink, observers=observers, security=security,
+                      scene_for=_exercise_scenes())
     done = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

@@ -100,8 +100,12 @@ class Controller:
         observers: Sequence[SessionObserver] = (),
         event_sink: EventSink | None = None,
         security: ServerSecurity | None = None,
+        scene_for: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.cfg = cfg
+        # Exercise id -> the scene a rig needs (START.scene) when the request carries none,
+        # e.g. `lab_controller.exercises.scene_for`; None: requests bring their own.
+        self.scene_for = scene_for
         self.controller_id = cfg.controller_id or str(uuid.uuid4())
         self.sink = sink
         self.security = security
@@ -529,6 +533,16 @@ class Controller:
             reason = f"rig {rig_id} is not alive" if busy == "dead" else f"rig {rig_id} is {busy}"
             on_done(_phantom(rig_id), CommandOutcome(False, code, reason, at=now))
             return None
+        params = dict(params or {})
+        scene = params.pop("scene", None)
+        if scene is None and self.scene_for is not None:
+            try:
+                scene = self.scene_for(exercise_id)
+            except Exception as exc:  # unknown exercise, unreadable library entry
+                on_done(_phantom(rig_id), CommandOutcome(
+                    False, P.NackCode.INVALID_SCENE.value,
+                    f"no scene for exercise {exercise_id!r}: {exc}", at=now))
+                return None
         session = Session(session_id=str(uuid.uuid4()), rig_id=rig_id, exercise=exercise_id,
                           trainee=trainee, rubric_version=rubric_version, class_id=class_id)
         self.sessions.create(session, "assigned")
@@ -539,8 +553,7 @@ class Controller:
         msg = P.Start(
             command_id=str(uuid.uuid4()), session_id=session.session_id,
             exercise_id=exercise_id, trainee=trainee, rubric_version=rubric_version,
-            duration_s=duration_s, params=dict(params or {}),
-            scene=dict((params or {}).get("scene", {})),
+            duration_s=duration_s, params=params, scene=dict(scene or {}),
         )
 
         def done(outcome: CommandOutcome) -> None:

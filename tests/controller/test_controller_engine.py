@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from controller_testkit import LAYOUT, Harness, ScriptedRig, wait_for
+from controller_testkit import FAST, LAYOUT, Harness, ScriptedRig, wait_for
 
 from lab_controller import protocol as P
 from lab_controller.controller import (
@@ -236,3 +236,32 @@ def test_unlisted_session_whose_end_of_stream_follows_finishes(harness: Harness)
     assert wait_for(lambda: _show(harness, sid)["state"] == "finished", 3)
     time.sleep(1.2)
     assert _show(harness, sid)["state"] == "finished"
+
+
+def test_start_carries_the_exercise_scene(tmp_path: Path) -> None:
+    """START.scene comes from the request, else from `scene_for`; an unknown exercise fails fast."""
+    scenes = {"fillet": {"weld_line": [[0, 0, 0], [300, 0, 0]]}}
+    harness = Harness(tmp_path)
+    try:
+        cfg = ControllerConfig(**FAST)
+        harness.start_with(cfg, scene_for=lambda ex: scenes[ex])
+        rig = harness.rig("rig-scene")
+        assert rig.wait(lambda: rig.handle != 0)
+        api = harness.client()
+        sid = api.request(P.ApiSessionStart(rig_id="rig-scene", exercise_id="fillet",
+                                            trainee="t", params={"skill": 3})
+                          ).data["session"]["session_id"]
+        start = next(m for m in rig.received if isinstance(m, P.Start))
+        assert start.scene == scenes["fillet"] and start.params == {"skill": 3}
+        api.request(P.ApiSessionAbort(session_id=sid))
+        assert rig.wait(lambda: rig.session_id is None)
+        with pytest.raises(ApiError) as exc:
+            api.request(P.ApiSessionStart(rig_id="rig-scene", exercise_id="nope", trainee="t"))
+        assert exc.value.code == "invalid_scene"
+        own = {"plate": 1}
+        api.request(P.ApiSessionStart(rig_id="rig-scene", exercise_id="nope", trainee="t",
+                                      params={"scene": own}))
+        starts = [m for m in rig.received if isinstance(m, P.Start)]
+        assert starts[-1].scene == own and "scene" not in starts[-1].params
+    finally:
+        harness.close()
