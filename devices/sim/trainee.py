@@ -197,8 +197,10 @@ class TraineeMotion:
     # --- generation -------------------------------------------------------------------
     @property
     def finished_at(self) -> float:
-        """Session time at which the exercise is over (inf while still working)."""
-        return self.end_time + self.lead_out
+        """Session time at which the exercise is over: the end of the path plus the lead-out,
+        or the scene's ``max_duration_s`` for a trainee who never gets there (inf until one
+        of them is known)."""
+        return min(self.end_time + self.lead_out, self.max_duration)
 
     def generate(self, times: F64) -> tuple[NDArray[np.float32], NDArray[np.float32],
                                             NDArray[np.bool_]]:

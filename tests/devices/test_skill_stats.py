@@ -178,3 +178,12 @@ def test_cue_names_match_kernel_parameters() -> None:
     from sim_kernels.parameters import ALL_PARAMS
 
     assert set(CUE_CHANNELS) == set(ALL_PARAMS)
+
+
+def test_max_duration_ends_a_trainee_who_never_finishes() -> None:
+    scene = scene_for("fillet_t_joint_h")
+    scene["timing"]["max_duration_s"] = 5.0
+    sim = TraineeMotion(scene, quiet(hesitation_per_min=120.0, hesitation_s=5.0), seed=1)
+    assert sim.finished_at == 5.0
+    run(sim, 6.0)
+    assert sim.end_time == float("inf")  # never reached the end of the joint
