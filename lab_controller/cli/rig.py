@@ -117,9 +117,11 @@ def _echo_lines(proc: Any) -> None:
 @click.option("--rig-id", default="rig-rec", show_default=True)
 @click.option("--lsl-name", default=None, help="LSL stream name (source lsl).")
 @click.option("--lsl-type", default="MoCap", show_default=True, help="LSL stream type.")
+@click.option("--fast", is_flag=True,
+              help="Source sim: run on a virtual clock, as fast as possible (same samples).")
 def record_command(out_path: Path, source: str, seconds: float, exercise: str, skill: str,
                    trackers: str, seed: int, rig_id: str, lsl_name: str | None,
-                   lsl_type: str) -> None:
+                   lsl_type: str, fast: bool) -> None:
     """Record a live stream to a self-describing NPZ file (replay it with `labctl rig replay`)."""
     from devices.driver import SessionContext
     from devices.recording import record_driver
@@ -128,6 +130,9 @@ def record_command(out_path: Path, source: str, seconds: float, exercise: str, s
     session = SessionContext(str(uuid.uuid4()), exercise, "recording")
     driver: Any
     scene: dict[str, Any] = {}
+    sleep: Any = time.sleep
+    if fast and source != "sim":
+        raise CliError("--fast needs --source sim (a live stream runs in real time)")
     if source == "sim":
         from devices.sim.rig import SimulatedRig
 
@@ -135,7 +140,16 @@ def record_command(out_path: Path, source: str, seconds: float, exercise: str, s
             scene = scene_for(exercise)
         except ExerciseNotFound as exc:
             raise CliError(str(exc)) from exc
-        driver = SimulatedRig(skill, trackers=_trackers(trackers), seed=seed)
+        if fast:
+            virtual = [0.0]
+
+            def sleep(dt: float) -> None:
+                virtual[0] += dt
+
+            driver = SimulatedRig(skill, trackers=_trackers(trackers), seed=seed,
+                                  clock=lambda: virtual[0])
+        else:
+            driver = SimulatedRig(skill, trackers=_trackers(trackers), seed=seed)
     else:
         from devices.lsl import LslRig, LslUnavailable
 
@@ -144,8 +158,8 @@ def record_command(out_path: Path, source: str, seconds: float, exercise: str, s
         except (LslUnavailable, LookupError, ValueError) as exc:
             raise CliError(str(exc)) from exc
     rec = record_driver(driver, session, scene, {"seed": seed} if source == "sim" else {},
-                        seconds, meta={"rig_id": rig_id, "source": source,
-                                       "skill": skill if source == "sim" else None})
+                        seconds, sleep=sleep, meta={"rig_id": rig_id, "source": source,
+                                                    "skill": skill if source == "sim" else None})
     rec.save(out_path)
     click.echo(json.dumps({"file": str(out_path), "samples": rec.n, "gaps": rec.gaps(),
                            "trackers": [t["name"] for t in rec.meta["trackers"]],

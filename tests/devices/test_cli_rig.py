@@ -29,6 +29,12 @@ def test_record_then_replay_locally(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["rig", "replay", str(out), "--local", "--speed", "max"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["samples"] == rec.n
+    fast = tmp_path / "fast.npz"
+    res = runner.invoke(cli, ["rig", "record", "--out", str(fast), "--fast", "--seconds", "600",
+                              "--skill", "expert", "--exercise", "spray_panel_flat"])
+    assert res.exit_code == 0, res.output
+    whole = Recording.load(fast)  # the whole exercise (~19 s of samples) in a moment
+    assert 15.0 < whole.t[-1] - whole.t[0] < 25.0
     res = runner.invoke(cli, ["rig", "record", "--out", str(out), "--exercise", "nope"])
     assert res.exit_code != 0 and "unknown exercise" in str(res.exception or res.output)
 
