@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,7 +298,3 @@ class LslRig:
     def close(self) -> None:
         self.inlet.close_stream()
 
-
-def lsl_config_in_use() -> str | None:
-    """The ``LSLAPICFG`` path this process would hand to liblsl (None = liblsl's search)."""
-    return os.environ.get("LSLAPICFG")

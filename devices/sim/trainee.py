@@ -141,8 +141,8 @@ class TraineeMotion:
         self.pause_left = 0.0
         self.dropout_left = np.zeros(len(self.trackers))
         self.cues: list[list[_Cue]] = [[] for _ in range(N_CH)]
-        self.time_in_pause = 0.0
-        self.cue_count = 0
+        self.time_in_pause = 0.0  # diagnostics: seconds of hesitation so far
+        self.cue_count = 0  # diagnostics: cues acted on
 
     # --- scene anchors --------------------------------------------------------------
     def _stance(self) -> F64:
