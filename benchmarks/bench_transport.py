@@ -195,7 +195,9 @@ def raw_run(procs: int, n: int, warmup: float, duration: float) -> dict[str, flo
 class FirehoseDriver:
     """Produces pre-built blocks whenever its agent's backlog is below ``max_backlog`` chunks."""
 
-    def __init__(self, n: int, max_backlog: int = 64) -> None:
+    # Up to the credit window (256) in flight plus a little queued: the rig is never the one
+    # waiting unless acknowledgements (durability) lag.
+    def __init__(self, n: int, max_backlog: int = 320) -> None:
         self.n = n
         self.max_backlog = max_backlog
         self.agent: RigAgent | None = None
@@ -258,12 +260,13 @@ def _firehose_worker(control: str, prefix: str, rigs: int, n: int, stop_at: floa
 class ControllerHarness:
     """The real controller with a spool sink, in this process, on free loopback ports."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, window: int = P.DEFAULT_MAX_INFLIGHT_CHUNKS) -> None:
         c, d, a = free_ports(3)
         self.cfg = ControllerConfig(
             control_endpoint=f"tcp://127.0.0.1:{c}",
             data_endpoint=f"tcp://127.0.0.1:{d}",
             api_endpoint=f"tcp://127.0.0.1:{a}",
+            max_inflight_chunks=window,
         )
         self.dir = workdir
         self.sink = SpoolSink(workdir / "spool")
