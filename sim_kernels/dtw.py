@@ -94,17 +94,18 @@ def _rows(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float6
 
 
 @jit
-def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float64],
-                  i: int, t_start: int, t_stop: int, lo0: int, lo1: int, lo2: int, lo3: int,
-                  hi0: int, hi1: int, hi2: int, hi3: int, sc: int, pe: int, ub: float,
-                  st: NDArray[np.float64]) -> int:
+def _strip_masked(xl: NDArray[np.float64], ytp: NDArray[np.float64],
+                  buf: NDArray[np.float64], t_start: int, t_stop: int, lo0: int, lo1: int,
+                  lo2: int, lo3: int, hi0: int, hi1: int, hi2: int, hi3: int, sc: int, pe: int,
+                  ub: float, st: NDArray[np.float64]) -> int:
     """Strip steps ``t`` in ``[t_start, t_stop)`` with band masks, index clamps and the
     previous row's live range ``[sc, pe]`` (the ragged ends of a strip). ``st`` carries
     (last0..last3, prev0..prev2, first live column of row 3) between phases. Returns the step
     after the last one done: it stops early once two consecutive steps are all dead past
-    ``pe`` (nothing can come alive again in these rows)."""
-    m = y.shape[0]
-    d = x.shape[1]
+    ``pe`` (nothing can come alive again in these rows). Costs come from the lane layout of
+    :func:`_strip_inner_lanes`; the 3 zero columns padding ``ytp`` absorb the out-of-range
+    columns of the ragged ends (their cells are masked anyway)."""
+    d = xl.shape[0]
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
     prev0, prev1, prev2 = st[4], st[5], st[6]
     first3 = int(st[7])
@@ -112,32 +113,28 @@ def _strip_masked(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[n
     t = t_start
     while t < t_stop:
         j0 = t
-        jc0 = min(j0, m - 1)
         up0 = buf[j0 + 1] if sc <= j0 <= pe else _INF
         dg0 = buf[j0] if sc <= j0 - 1 <= pe else _INF
         j1 = t - 1
         j2 = t - 2
         j3 = t - 3
-        jc1 = min(max(j1, 0), m - 1)
-        jc2 = min(max(j2, 0), m - 1)
-        jc3 = min(max(j3, 0), m - 1)
-        c0 = 0.0
-        c1 = 0.0
-        c2 = 0.0
-        c3 = 0.0
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
         for k in range(d):
-            t0 = x[i, k] - y[jc0, k]
-            t1 = x[i + 1, k] - y[jc1, k]
-            t2 = x[i + 2, k] - y[jc2, k]
-            t3 = x[i + 3, k] - y[jc3, k]
-            c0 += t0 * t0
-            c1 += t1 * t1
-            c2 += t2 * t2
-            c3 += t3 * t3
-        v0 = c0 + min(dg0, up0, last0)
-        v1 = c1 + min(prev0, last0, last1)
-        v2 = c2 + min(prev1, last1, last2)
-        v3 = c3 + min(prev2, last2, last3)
+            u0 = xl[k, 0] - ytp[k, t]
+            u1 = xl[k, 1] - ytp[k, t + 1]
+            u2 = xl[k, 2] - ytp[k, t + 2]
+            u3 = xl[k, 3] - ytp[k, t + 3]
+            a0 += u0 * u0
+            a1 += u1 * u1
+            a2 += u2 * u2
+            a3 += u3 * u3
+        v0 = a3 + min(dg0, up0, last0)
+        v1 = a2 + min(prev0, last0, last1)
+        v2 = a1 + min(prev1, last1, last2)
+        v3 = a0 + min(prev2, last2, last3)
         if j0 < lo0 or j0 > hi0 or v0 > ub:
             v0 = _INF
         if j1 < lo1 or j1 > hi1 or v1 > ub:
@@ -213,35 +210,38 @@ def _strip_inner_1(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[
 
 
 @jit
-def _strip_inner_lanes(x: NDArray[np.float64], ytp: NDArray[np.float64],
-                       buf: NDArray[np.float64], i: int, t_start: int, t_stop: int,
-                       ub: float, st: NDArray[np.float64], xl: NDArray[np.float64],
-                       acc: NDArray[np.float64]) -> None:
+def _strip_inner_lanes(xl: NDArray[np.float64], ytp: NDArray[np.float64],
+                       buf: NDArray[np.float64], t_start: int, t_stop: int,
+                       ub: float, st: NDArray[np.float64]) -> None:
     """Like ``_strip_inner_1`` for d > 1. The 4 cells of a step sit on an anti-diagonal, so
     with lane ``p`` = row ``i+3-p`` their reference samples ``y[t-3+p]`` are contiguous in the
     transposed, 3-padded ``ytp`` (``ytp[k, j + 3] = y[j, k]``): the channel loop then works on
-    4 cells at once (SIMD) instead of one cell at a time. ``xl`` (d, 4) and ``acc`` (4,) are
-    scratch owned by the caller (no allocation per strip)."""
-    d = x.shape[1]
-    for k in range(d):
-        for p in range(4):
-            xl[k, p] = x[i + 3 - p, k]
+    4 cells at once instead of one cell at a time. ``xl[k, p] = x[i + 3 - p, k]`` is filled by
+    the caller once per strip."""
+    d = xl.shape[0]
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
     prev0, prev1, prev2 = st[4], st[5], st[6]
     first3 = int(st[7])
     dg0 = buf[t_start]
     for t in range(t_start, t_stop):
-        for p in range(4):
-            acc[p] = 0.0
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
         for k in range(d):
-            for p in range(4):
-                u = xl[k, p] - ytp[k, t + p]
-                acc[p] += u * u
+            u0 = xl[k, 0] - ytp[k, t]
+            u1 = xl[k, 1] - ytp[k, t + 1]
+            u2 = xl[k, 2] - ytp[k, t + 2]
+            u3 = xl[k, 3] - ytp[k, t + 3]
+            a0 += u0 * u0
+            a1 += u1 * u1
+            a2 += u2 * u2
+            a3 += u3 * u3
         up0 = buf[t + 1]
-        v0 = acc[3] + min(dg0, up0, last0)
-        v1 = acc[2] + min(prev0, last0, last1)
-        v2 = acc[1] + min(prev1, last1, last2)
-        v3 = acc[0] + min(prev2, last2, last3)
+        v0 = a3 + min(dg0, up0, last0)
+        v1 = a2 + min(prev0, last0, last1)
+        v2 = a1 + min(prev1, last1, last2)
+        v3 = a0 + min(prev2, last2, last3)
         v0 = v0 if v0 <= ub else _INF
         v1 = v1 if v1 <= ub else _INF
         v2 = v2 if v2 <= ub else _INF
@@ -274,15 +274,12 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
     d = x.shape[1]
     nstrips = n // 4
     st = np.empty(8)
-    if d > 1 and nstrips > 0:
-        ytp = np.zeros((d, m + 6))
+    ytp = np.zeros((d, m + 6) if nstrips > 0 else (d, 1))
+    if nstrips > 0:
         for j in range(m):
             for k in range(d):
                 ytp[k, j + 3] = y[j, k]
-    else:
-        ytp = np.zeros((1, 1))
     xl = np.empty((d, 4))
-    acc = np.empty(4)
     sc = rs[0]
     pe = rs[1]
     for s in range(nstrips):
@@ -302,14 +299,17 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
         # steps where every row is inside its band and row 0 reads only [sc, pe]
         a = max(max(lo0, lo3 + 3), sc + 1)
         b = max(a, min(hi0, pe) + 1)
-        t = _strip_masked(x, y, buf, i, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, sc,
-                          pe, ub, st)
+        for k in range(d):
+            for p in range(4):
+                xl[k, p] = x[i + 3 - p, k]
+        t = _strip_masked(xl, ytp, buf, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, sc, pe,
+                          ub, st)
         if t == a:  # else the strip died early: everything right of t is dead
             if d == 1:
                 _strip_inner_1(x, y, buf, i, a, b, ub, st)
             else:
-                _strip_inner_lanes(x, ytp, buf, i, a, b, ub, st, xl, acc)
-            t = _strip_masked(x, y, buf, i, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3,
+                _strip_inner_lanes(xl, ytp, buf, a, b, ub, st)
+            t = _strip_masked(xl, ytp, buf, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3,
                               sc, pe, ub, st)
         first3 = int(st[7])
         if first3 < -1:

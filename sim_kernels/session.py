@@ -631,7 +631,8 @@ class SessionMetrics:
         self._grow(self._n_in + k)
         a = self._n_in
         self._poses[a:a + k] = poses
-        self._ok[a:a + k] = valid
+        # a sample flagged valid but holding NaN/inf is lost all the same (as in rescoring)
+        self._ok[a:a + k] = valid & np.isfinite(self._poses[a:a + k]).all(axis=1)
         self._interp[a:a + k] = False
         self._n_in += k
         # decide pending gap rows: everything up to the last valid row is decidable
