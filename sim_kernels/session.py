@@ -565,16 +565,27 @@ class SessionMetrics:
         self._dtw_buf[0] = 0.0
         self._dist = math.nan if not has_ref else math.inf
         self._pos = -1
+        # pass overlap is only known at the end of the session: never a real-time cue
         cue_cols = [j for j, n in enumerate(model.names)
-                    if model.rubric.metrics[n].cue]  # type: ignore[index]
+                    if model.rubric.metrics[n].cue  # type: ignore[index]
+                    and model.kinds[j] != _OVERLAP]
         self._cue_cols = np.array(cue_cols, np.int64)
         if cue_cols:
             rules = [model.rubric.metrics[model.names[j]] for j in cue_cols]  # type: ignore[index]
             self._cues: CueTracker | None = CueTracker(
                 model.lo[self._cue_cols], model.hi[self._cue_cols],
-                np.array([r.effective_hysteresis for r in rules]), model.dwell, model.clear)
+                np.array([r.effective_hysteresis for r in rules]),
+                self._per_obs(model.dwell, cue_cols), self._per_obs(model.clear, cue_cols))
         else:
             self._cues = None
+
+    def _per_obs(self, samples: int, cols: list[int]) -> NDArray[np.int64]:
+        """A dwell in samples as a count of observations per cue column: weave metrics are
+        observed once per real-time window, so their dwell is ceil(samples / window)."""
+        m = self.m
+        return np.array([max(1, math.ceil(samples / m.win))
+                         if m.kinds[j] in (_WEAVE_AMP, _WEAVE_PER) else samples for j in cols],
+                        np.int64)
 
     # -- buffers
     def _grow(self, need: int) -> None:

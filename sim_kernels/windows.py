@@ -75,7 +75,8 @@ def _window_stats(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray
 
 @jit
 def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.float64],
-          h: NDArray[np.float64], dwell: int, clear: int, state: NDArray[np.int64],
+          h: NDArray[np.float64], dwell: NDArray[np.int64], clear: NDArray[np.int64],
+          state: NDArray[np.int64],
           events: NDArray[np.int64]) -> int:
     """Advance the cue state machines over ``obs``; ``state[j] = (active dir, out side,
     out count, back count)``. ``events[e] = (row, param, dir, on)``. Returns #events."""
@@ -101,7 +102,7 @@ def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.floa
                     state[j, 3] += 1
                 else:
                     state[j, 3] = 0
-            if side != 0 and side != active and state[j, 2] >= dwell:
+            if side != 0 and side != active and state[j, 2] >= dwell[j]:
                 state[j, 0] = side
                 state[j, 3] = 0
                 events[ne, 0] = i
@@ -109,7 +110,7 @@ def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.floa
                 events[ne, 2] = side
                 events[ne, 3] = 1
                 ne += 1
-            elif active != 0 and state[j, 3] >= clear:
+            elif active != 0 and state[j, 3] >= clear[j]:
                 state[j, 0] = 0
                 state[j, 3] = 0
                 events[ne, 0] = i
@@ -171,8 +172,10 @@ class CueTracker:
 
     __slots__ = ("_clear", "_dwell", "_h", "_hi", "_lo", "_p", "_state")
 
-    def __init__(self, lo: object, hi: object, hysteresis: object, dwell: int,
-                 clear: int) -> None:
+    def __init__(self, lo: object, hi: object, hysteresis: object, dwell: object,
+                 clear: object) -> None:
+        """``dwell``/``clear``: observations, one int for all parameters or one per parameter
+        (a per-window metric is observed once per window, a per-sample one every sample)."""
         lo_a = as_finite(lo, "lo", 1)
         self._p = int(lo_a.shape[0])
         self._lo, self._hi = _bounds(lo_a, hi, self._p)
@@ -181,10 +184,10 @@ class CueTracker:
             raise ValueError("hysteresis must be one value >= 0 per parameter")
         # a margin above half the window would make "back inside" impossible
         self._h = np.minimum(h, 0.49 * (self._hi - self._lo))
-        if dwell < 1 or clear < 1:
+        self._dwell = np.ascontiguousarray(np.broadcast_to(np.asarray(dwell, np.int64), (self._p,)))
+        self._clear = np.ascontiguousarray(np.broadcast_to(np.asarray(clear, np.int64), (self._p,)))
+        if (self._dwell < 1).any() or (self._clear < 1).any():
             raise ValueError("dwell and clear must be >= 1 observation")
-        self._dwell = int(dwell)
-        self._clear = int(clear)
         self._state = np.zeros((self._p, 4), np.int64)
 
     def update(self, values: object) -> list[CueEvent]:

@@ -155,3 +155,22 @@ def test_scorer_imports_no_io_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_window_metric_cues_dwell_in_time() -> None:
+    """A weave metric is observed once per 0.5 s window, so its 0.5 s dwell is one window."""
+    rub = Rubric.from_dict({**FILLET_RUBRIC, "metrics": {
+        **FILLET_RUBRIC["metrics"],  # type: ignore[dict-item]
+        "weave_amplitude": {"ideal": 2, "min": 1, "max": 3},
+        "weave_period": {"ideal": 0.8, "min": 0.5, "max": 1.2}}})
+    scorer = SessionScorer(FILLET_GEOMETRY, None, rub, FS, TOOL)
+    cues: list[Cue] = []
+    for t0, poses, ok in _chunks(expert_trace(seed=4, duration=5.0)):  # no weave at all
+        cues += scorer.feed(t0, 1 / FS, poses, ok)[1]
+    first = {c.parameter: c for c in reversed(cues) if c.active}
+    assert first["weave_amplitude"].direction == "weave_too_narrow"
+    assert first["weave_period"].direction == "weave_too_slow"  # no weave: infinite period
+    assert first["weave_amplitude"].rig_time - 1000.0 < 1.0
+    res = scorer.finish()
+    amp = next(m for m in res.metrics if m.name == "weave_amplitude")
+    assert amp.observations == 10 and amp.fraction_in_window == 0.0
