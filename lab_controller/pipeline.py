@@ -38,6 +38,7 @@ from lab_controller.exercises import ExerciseNotFound, load_exercise
 from lab_controller.scoring import Cue as ScoringCue
 from lab_controller.scoring import FinalResult, ScoreWindow, SessionScorer
 from sim_kernels.parameters import CUE_TEXT
+from sim_kernels.session import ExerciseModel
 from telemetry import records as rec
 from telemetry.writer import TelemetryWriter, WriterConfig, WriterError
 
@@ -188,6 +189,18 @@ class ScoringObserver:
     def __init__(self, pipeline: LabPipeline) -> None:
         self._p = pipeline
         self._sessions: dict[str, _Scoring] = {}
+        self._models: dict[tuple[str, float], ExerciseModel] = {}
+
+    def _model(self, exercise_id: str, rate_hz: float) -> ExerciseModel:
+        """One precomputed exercise model per (exercise, rate), shared by every rig of a class."""
+        key = (exercise_id, float(rate_hz))
+        model = self._models.get(key)
+        if model is None:
+            ex = load_exercise(exercise_id)
+            model = ExerciseModel.build(ex.rubric, ex.scene["geometry"], rate_hz,
+                                        ex.reference.tool_pose, ex.rate_hz)
+            self._models[key] = model
+        return model
 
     def on_start(self, info: SessionInfo) -> None:
         p = self._p
@@ -206,9 +219,7 @@ class ScoringObserver:
             try:
                 ex = load_exercise(info.exercise_id)
                 tool = info.roles.index("tool") if "tool" in info.roles else 0
-                scorer = SessionScorer(ex.scene["geometry"], ex.reference.tool_pose, ex.rubric,
-                                       sample_rate=info.rate_hz, tool_index=tool,
-                                       reference_rate=ex.rate_hz)
+                scorer = SessionScorer.from_model(self._model(info.exercise_id, info.rate_hz), tool)
                 model = scorer.model
                 params = tuple(model.names)
                 lo = np.asarray(model.lo, np.float32)
