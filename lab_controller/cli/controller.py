@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -82,13 +85,26 @@ def api_client(ctx: click.Context, api_endpoint: str | None, key_file: Path | No
     return ApiClient(endpoint, timeout_s=timeout, security=security)
 
 
-def _exercise_scenes() -> Callable[[str], dict[str, Any]] | None:
-    """The exercise library's scenes for START (None if the library is not installed)."""
-    try:
-        from lab_controller.exercises import scene_for
-    except ImportError:
-        return None
-    return scene_for
+def exercise_scene(exercise_id: str) -> dict[str, Any]:
+    """START's scene for a library exercise, read from ``data/<id>/exercise.json``.
+
+    Read directly rather than through `lab_controller.exercises.scene_for`: importing that
+    package pulls in the scoring kernels (numba, ~2 s here), which would either delay a
+    restarted controller or block its loop at the first START. The file layout is the one the
+    library documents; the scene is the JSON object under ``"scene"``.
+    """
+    spec = importlib.util.find_spec("lab_controller.exercises")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", exercise_id) or exercise_id.startswith("."):
+        raise LookupError(f"invalid exercise id {exercise_id!r}")
+    for root in roots:
+        path = Path(root) / "data" / exercise_id / "exercise.json"
+        if path.is_file():
+            scene = json.loads(path.read_text(encoding="utf-8"))["scene"]
+            if not isinstance(scene, dict):
+                raise LookupError(f"{path}: scene is not an object")
+            return scene
+    raise LookupError(f"unknown exercise {exercise_id!r}")
 
 
 @click.group("controller")
@@ -148,7 +164,7 @@ def run_command(
         sink = SpoolSink(spool_dir or settings.spool_dir, max_bytes=spool_max_bytes)
     observers: list[SessionObserver] = [_load_factory(s)(settings) for s in observer_specs]
     ctrl = Controller(cfg, sink, observers=observers, security=security,
-                      scene_for=_exercise_scenes())
+                      scene_for=exercise_scene)
     done = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

@@ -116,9 +116,10 @@ def test_controller_kill9_restart_data_complete(tmp_path: Path) -> None:
     try:
         assert wait_for(lambda: all((_rig(api, r) or {}).get("clock_offset_s") is not None
                                     for r in rigs), 10)
-        launch = api.request(P.ApiClassLaunch(exercise_id="fillet", rigs=rigs,
+        # a library exercise: `labctl controller run` sends its scene with START
+        launch = api.request(P.ApiClassLaunch(exercise_id="fillet_t_joint_h", rigs=rigs,
                                               trainees=["a", "b", "c"])).data
-        assert launch["started"] == 3
+        assert launch["started"] == 3, launch["results"]
         sids = [r["session_id"] for r in launch["results"]]
         assert wait_for(lambda: all(_session(api, s)["samples"] > 100 for s in sids), 5)
         kill9(ctl)
