@@ -47,7 +47,7 @@ from sim_kernels.process import (
 from sim_kernels.rubric import Rubric
 from sim_kernels.scoring import ScoreResult, score_from_stats, window_score
 from sim_kernels.streaming import _stream_rows
-from sim_kernels.windows import CueEvent, CueTracker, _stats
+from sim_kernels.windows import CueEvent, CueTracker, _cues, _stats
 
 # observation kinds
 _DIRECT = 0
@@ -363,6 +363,55 @@ def _session_core(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_
     misc[12] = longest
 
 
+@jit
+def _chunk_step(ip: NDArray[np.int64], fp: NDArray[np.float64], poses: NDArray[np.float64],
+                ok: NDArray[np.bool_], interp: NDArray[np.bool_], tip_offset: NDArray[np.float64],
+                origin: NDArray[np.float64], frame: NDArray[np.float64],
+                base: NDArray[np.float64], tip: NDArray[np.float64], kinds: NDArray[np.int64],
+                cols: NDArray[np.int64], obs: NDArray[np.float64], acols: NDArray[np.int64],
+                ascale: NDArray[np.float64], feat: NDArray[np.float64], have: NDArray[np.bool_],
+                ref: NDArray[np.float64], dtw_buf: NDArray[np.float64],
+                cue_cols: NDArray[np.int64], clo: NDArray[np.float64], chi: NDArray[np.float64],
+                ch: NDArray[np.float64], cdwell: NDArray[np.int64], cclear: NDArray[np.int64],
+                cue_state: NDArray[np.int64], events: NDArray[np.int64], st: NDArray[np.int64],
+                out: NDArray[np.float64]) -> int:
+    """One streaming step in one call (the per-chunk hot path): bridge gaps in rows
+    ``[ctx, decided)``, then base quantities, observations, alignment blocks and cues of rows
+    ``[r0, decided)`` — the same kernels, in the same order, as the batch path.
+
+    ``ip`` = process, lag, win, wwin, decim, band, max_gap; ``fp`` = dt, min weave amplitude,
+    position scale; ``st`` (in/out) = ctx, decided, r0, blk_next, blocks_used; ``out`` =
+    best, arg, 1 if the alignment advanced. Returns the number of cue events (rows relative
+    to ``r0``, columns indexing ``cue_cols``)."""
+    ctx, decided, r0 = st[0], st[1], st[2]
+    fill_gaps_kernel(poses[ctx:decided], ok[ctx:decided], ip[6], interp[ctx:decided])
+    _base_rows(ip[0], poses, ok, r0, decided, tip_offset, origin, frame, base, tip)
+    _obs_rows(kinds, cols, base, r0, decided, fp[0], ip[1], ip[2], ip[3], fp[1], obs)
+    decim = ip[4]
+    b0 = st[3]
+    b1 = decided // decim
+    out[2] = 0.0
+    if b1 > b0:
+        _feature_blocks(base, tip, acols, ascale, fp[2], b0, b1, decim, feat, have)
+        if ref.shape[0] > 0:
+            for b in range(b0, b1):
+                if have[b]:
+                    best, arg, _ = _stream_rows(feat[b:b + 1], ref, dtw_buf, st[4], ip[5])
+                    st[4] += 1
+                    out[0] = best
+                    out[1] = arg
+                    out[2] = 1.0
+        st[3] = b1
+    nc = cue_cols.shape[0]
+    if nc == 0:
+        return 0
+    sub = np.empty((decided - r0, nc))
+    for i in range(r0, decided):
+        for c in range(nc):
+            sub[i - r0, c] = obs[i, cue_cols[c]]
+    return _cues(sub, clo, chi, ch, cdwell, cclear, cue_state, events)
+
+
 @pjit
 def _rescore_par(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_],
                  offsets: NDArray[np.int64], max_gap: int, tip_offset: NDArray[np.float64],
@@ -570,14 +619,23 @@ class SessionMetrics:
                     if model.rubric.metrics[n].cue  # type: ignore[index]
                     and model.kinds[j] != _OVERLAP]
         self._cue_cols = np.array(cue_cols, np.int64)
-        if cue_cols:
-            rules = [model.rubric.metrics[model.names[j]] for j in cue_cols]  # type: ignore[index]
-            self._cues: CueTracker | None = CueTracker(
-                model.lo[self._cue_cols], model.hi[self._cue_cols],
-                np.array([r.effective_hysteresis for r in rules]),
-                self._per_obs(model.dwell, cue_cols), self._per_obs(model.clear, cue_cols))
-        else:
-            self._cues = None
+        rules = [model.rubric.metrics[model.names[j]] for j in cue_cols]  # type: ignore[index]
+        # same state machine and bounds as windows.CueTracker, driven from the fused step
+        self._cues = CueTracker(
+            model.lo[self._cue_cols], model.hi[self._cue_cols],
+            np.array([r.effective_hysteresis for r in rules]),
+            self._per_obs(model.dwell, cue_cols), self._per_obs(model.clear, cue_cols)) \
+            if cue_cols else None
+        self._ip = np.array([model.process, model.lag, model.win, model.wwin, model.decim,
+                             model.band, model.max_gap], np.int64)
+        self._fp = np.array([1.0 / model.fs, WEAVE_MIN_AMPLITUDE_MM,
+                             model.rubric.alignment.position_scale_mm])
+        self._st = np.zeros(5, np.int64)
+        self._out = np.zeros(3)
+        self._events = np.empty((64, 4), np.int64)
+        self._cue_arrays = self._cues.arrays() if self._cues is not None else (
+            np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+            np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
 
     def _per_obs(self, samples: int, cols: list[int]) -> NDArray[np.int64]:
         """A dwell in samples as a count of observations per cue column: weave metrics are
@@ -661,48 +719,43 @@ class SessionMetrics:
         if decided <= lo:
             return [], []
         # bridge short gaps inside [context, decided): include the previous valid row
-        ctx = max(0, lo - 1)
-        seg = self._poses[ctx:decided]
-        okseg = self._ok[ctx:decided]
-        it = self._interp[ctx:decided]
-        fill_gaps_kernel(seg, okseg, self.m.max_gap, it)
         self._pending_from = decided
-        return self._process(decided)
+        return self._process(max(0, lo - 1), decided)
 
-    def _process(self, upto: int) -> tuple[list[WindowStats], list[tuple[int, CueEvent]]]:
+    def _process(self, ctx: int, upto: int
+                 ) -> tuple[list[WindowStats], list[tuple[int, CueEvent]]]:
         m = self.m
         r0 = self._n
-        _base_rows(m.process, self._poses, self._ok, r0, upto, m.geometry.tip_offset,
-                   m.origin, m.frame, self._base, self._tip)
-        _obs_rows(m.kinds, m.cols, self._base, r0, upto, 1.0 / m.fs, m.lag, m.win, m.wwin,
-                  WEAVE_MIN_AMPLITUDE_MM, self._obs)
+        ncue = self._cue_cols.shape[0]
+        if self._events.shape[0] < (upto - r0) * max(1, ncue):
+            self._events = np.empty(((upto - r0) * max(1, ncue), 4), np.int64)
+        st = self._st
+        st[0] = ctx
+        st[1] = upto
+        st[2] = r0
+        clo, chi, ch, cdw, ccl, cst = self._cue_arrays
+        ne = _chunk_step(
+            self._ip, self._fp, self._poses, self._ok, self._interp, m.geometry.tip_offset,
+            m.origin, m.frame, self._base, self._tip, m.kinds, m.cols, self._obs, m.acols,
+            m.ascale, self._feat, self._have, m.reference, self._dtw_buf, self._cue_cols,
+            clo, chi, ch, cdw, ccl, cst, self._events, st, self._out)
         self._n = upto
-        # alignment blocks
-        b1 = upto // m.decim
-        if b1 > self._blk_next:
-            _feature_blocks(self._base, self._tip, m.acols, m.ascale,
-                            m.rubric.alignment.position_scale_mm, self._blk_next, b1, m.decim,
-                            self._feat, self._have)
-            if m.reference.shape[0] > 0:
-                sel = self._feat[self._blk_next:b1][self._have[self._blk_next:b1]]
-                if sel.shape[0] > 0:
-                    best, arg, _ = _stream_rows(np.ascontiguousarray(sel), m.reference,
-                                                self._dtw_buf, self._blocks_used, m.band)
-                    self._blocks_used += sel.shape[0]
-                    self._dist = math.sqrt(best)
-                    self._pos = int(arg)
-            self._blk_next = b1
+        self._blk_next = int(st[3])
+        self._blocks_used = int(st[4])
+        if self._out[2] > 0.0:
+            self._dist = math.sqrt(self._out[0])
+            self._pos = int(self._out[1])
         events: list[tuple[int, CueEvent]] = []
-        if self._cues is not None:
-            for e in self._cues.update(self._obs[r0:upto][:, self._cue_cols]):
-                events.append((r0 + e.row, CueEvent(e.row + r0, int(self._cue_cols[e.param]),
-                                                    e.direction, e.active)))
+        for q in range(ne):
+            r, c, d, a = self._events[q]
+            events.append((r0 + int(r), CueEvent(r0 + int(r), int(self._cue_cols[c]), int(d),
+                                                 bool(a))))
         windows: list[WindowStats] = []
         while self._win_next + m.win <= upto:
             s = self._win_next
-            st = np.empty((len(m.names), 5))
-            _stats(self._obs[s:s + m.win], m.lo, m.hi, st)
-            windows.append(WindowStats(s, m.win, st, window_score(m.rubric, st), self.progress,
+            ws = np.empty((len(m.names), 5))
+            _stats(self._obs[s:s + m.win], m.lo, m.hi, ws)
+            windows.append(WindowStats(s, m.win, ws, window_score(m.rubric, ws), self.progress,
                                        self._dist))
             self._win_next += m.win
         return windows, events

@@ -199,6 +199,12 @@ class CueTracker:
         k = _cues(obs, self._lo, self._hi, self._h, self._dwell, self._clear, self._state, ev)
         return [CueEvent(int(r), int(c), int(d), bool(a)) for r, c, d, a in ev[:k]]
 
+    def arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                              NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """``(lo, hi, hysteresis, dwell, clear, state)`` for kernels that drive this state
+        machine themselves (the state array is shared, not copied)."""
+        return self._lo, self._hi, self._h, self._dwell, self._clear, self._state
+
     def active(self) -> NDArray[np.int64]:
         """Current direction per parameter (0 = no cue)."""
         return self._state[:, 0].copy()
