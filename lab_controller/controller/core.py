@@ -419,7 +419,7 @@ class Controller:
         rec.backlog_chunks = hb.backlog_chunks
         rec.backlog_bytes = hb.backlog_bytes
         if hb.trackers_valid is not None:
-            rec.trackers_valid = list(hb.trackers_valid)
+            rec.note_trackers(time.monotonic(), list(hb.trackers_valid))
         rec.last_heartbeat_wall = time.time()
         if hb.session_id:
             ex = self.extra.get(hb.session_id)

@@ -62,11 +62,12 @@ def health_check(ctrl: Controller, rig_id: str) -> HealthCheck:
     hc.idle = busy is None
     if busy is not None:
         hc.reasons.append(busy)
-    hc.trackers_present = rec.trackers_present
-    if not hc.trackers_present:
-        lost = [t.name for t, ok in zip(rec.hello.trackers, rec.trackers_valid or [], strict=False)
-                if not ok]
-        hc.reasons.append(f"trackers not tracking: {', '.join(lost) or 'unknown'}")
+    # Present = reported valid at least once within the dead-after window (3 heartbeats), so a
+    # tracker occluded at the instant of the last heartbeat does not keep a trainee out.
+    missing = rec.missing_trackers(time.monotonic(), ctrl.registry.dead_after_s)
+    hc.trackers_present = not missing
+    if missing:
+        hc.reasons.append(f"trackers not tracking: {', '.join(missing)}")
     hc.clock_known = rec.clock.known
     if not hc.clock_known:
         hc.reasons.append("clock offset not yet known")

@@ -7,6 +7,7 @@ clock is injected so the rules are testable without sleeping.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections import deque
@@ -41,6 +42,7 @@ class RigRecord:
     backlog_chunks: int = 0
     backlog_bytes: int = 0
     trackers_valid: list[bool] | None = None
+    tracker_seen: list[float] = field(default_factory=list)  # monotonic, last valid per tracker
     last_heartbeat_wall: float | None = None
     clock: ClockEstimator = field(default_factory=ClockEstimator)
     chunks: int = 0
@@ -63,6 +65,24 @@ class RigRecord:
         if not self._rate:
             return 0.0
         return sum(c for _, c in self._rate) / RATE_WINDOW_S
+
+    def note_trackers(self, now: float, valid: list[bool]) -> None:
+        """Record a heartbeat's per-tracker validity (monotonic `now`)."""
+        self.trackers_valid = list(valid)
+        if len(self.tracker_seen) != len(self.hello.trackers):
+            self.tracker_seen = [-math.inf] * len(self.hello.trackers)
+        for i, ok in enumerate(valid[: len(self.tracker_seen)]):
+            if ok:
+                self.tracker_seen[i] = now
+
+    def missing_trackers(self, now: float, window_s: float) -> list[str]:
+        """Trackers not reported valid within `window_s` (a moment's occlusion is not absence).
+
+        A rig that never reports validity (the field is optional) is taken at its word."""
+        if self.trackers_valid is None:
+            return []
+        return [t.name for t, seen in zip(self.hello.trackers, self.tracker_seen, strict=False)
+                if now - seen > window_s]
 
     @property
     def trackers_present(self) -> bool:
@@ -164,6 +184,7 @@ class RigRegistry:
         rec.alive = True
         rec.dead_since = None
         rec.trackers_valid = None
+        rec.tracker_seen = []
         rec.state = hello.active_session.state if hello.active_session else RigState.IDLE
         rec.session_id = hello.active_session.session_id if hello.active_session else None
         self._by_identity[identity] = hello.rig_id

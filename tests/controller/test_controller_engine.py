@@ -265,3 +265,32 @@ def test_start_carries_the_exercise_scene(tmp_path: Path) -> None:
         assert starts[-1].scene == own and "scene" not in starts[-1].params
     finally:
         harness.close()
+
+
+def test_class_launch_checks_trackers_clock_and_busy(harness: Harness) -> None:
+    """Each rig is checked; only the healthy ones start, and each refusal says why."""
+    harness.start()
+    ok = harness.rig("rig-ok")
+    blind = harness.rig("rig-blind", trackers_valid=[True, False])
+    no_clock = harness.rig("rig-noclock", answer_time_sync=False)
+    busy = harness.rig("rig-busy")
+    assert wait_for(lambda: all(r.handle for r in (ok, blind, no_clock, busy)))
+    assert wait_for(lambda: all(
+        r["clock_offset_s"] is not None for r in harness.client().request(P.ApiRigs()).data["rigs"]
+        if r["rig_id"] != "rig-noclock"), 3)
+    time.sleep(0.3)  # a couple of heartbeats with tracker validity
+    _start(harness, "rig-busy")
+    data = harness.client().request(P.ApiClassLaunch(
+        exercise_id="fillet", rigs=["rig-ok", "rig-blind", "rig-noclock", "rig-busy", "rig-x"],
+        trainees=["a", "b", "c", "d", "e"])).data
+    by = {r["rig_id"]: r for r in data["results"]}
+    assert data["started"] == 1 and by["rig-ok"]["ok"] and by["rig-ok"]["trainee"] == "a"
+    assert "trackers not tracking: hmd" in by["rig-blind"]["reason"]
+    assert "clock offset not yet known" in by["rig-noclock"]["reason"]
+    assert "busy" in by["rig-busy"]["reason"]
+    assert "unknown rig" in by["rig-x"]["reason"]
+    assert sorted(data["not_started"]) == ["rig-blind", "rig-busy", "rig-noclock", "rig-x"]
+    with pytest.raises(ApiError) as exc:
+        harness.client().request(P.ApiClassLaunch(exercise_id="fillet", rigs=["rig-ok"],
+                                                  trainees=["a", "b"]))
+    assert exc.value.code == "invalid"

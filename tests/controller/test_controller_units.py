@@ -212,3 +212,24 @@ def test_spool_sink_refuses_when_queue_full_and_stops_acking_when_spool_full(
 
     assert _wait(drain, 10)
     full.close()
+
+
+def test_a_moment_of_occlusion_is_not_a_missing_tracker() -> None:
+    from controller_testkit import LAYOUT as KIT_LAYOUT
+    from controller_testkit import ScriptedRig
+
+    from lab_controller.controller.registry import RigRegistry
+
+    now = [100.0]
+    reg = RigRegistry(1.0, 3, clock=lambda: now[0])
+    seed = ScriptedRig("tcp://127.0.0.1:1", "rig-occ")
+    hello = seed.hello()
+    seed.ctx.term()
+    rec, known = reg.register(hello, KIT_LAYOUT, b"id", 0.0)
+    assert not known and rec.missing_trackers(now[0], 3.0) == []  # nothing reported yet
+    rec.note_trackers(100.0, [True, True])
+    rec.note_trackers(101.0, [True, False])  # hmd occluded right now
+    assert not rec.trackers_present and rec.missing_trackers(101.0, 3.0) == []
+    assert rec.missing_trackers(103.5, 3.0) == ["hmd"]  # gone for longer than the window
+    now[0] = 104.5
+    assert reg.expire() == [rec] and not rec.alive
