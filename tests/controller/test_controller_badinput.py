@@ -258,3 +258,19 @@ def test_fuzz_aftermath_session_complete(fuzz_target: dict[str, Any]) -> None:
                     ["state"] in ("finished",), 10)
     s = api.request(P.ApiSessionShow(session_id=sid)).data["session"]
     assert s["durable_seq"] == s["end_of_stream"]["last_seq"] and s["samples"] >= s["durable_seq"]
+
+
+def test_req_clients_are_served_too(harness: Harness) -> None:
+    """protocol.md §16: REQ or DEALER clients; a REQ client gets its reply through the envelope."""
+    harness.start()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    req = ctx.socket(zmq.REQ)
+    req.linger = 0
+    req.connect(harness.api_endpoint)
+    try:
+        req.send_multipart(list(P.encode_control(P.ApiRigs(request_id="r-1"))))
+        assert req.poll(2000)
+        reply = P.decode_control(req.recv_multipart())
+        assert isinstance(reply, P.ApiReply) and reply.ok and reply.request_id == "r-1"
+    finally:
+        req.close()
