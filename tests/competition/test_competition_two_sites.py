@@ -160,7 +160,8 @@ def test_referee_marks_leaderboard_appeal_and_signed_result(
     ranked = [s for s in board if s.rank is not None]
     assert len(ranked) == 5 and board[-1].competitor_id == "C06"
     assert board[-1].state == "failed" and "unknown rig" in board[-1].reason
-    assert [s.total for s in ranked] == sorted((s.total for s in ranked), reverse=True)
+    totals = [s.total or 0.0 for s in ranked]
+    assert totals == sorted(totals, reverse=True)
     assert all(s.complete and s.judgement is not None for s in ranked)
     # appeal with a changed rubric: difference shown, official mark untouched
     target = marks[0]
