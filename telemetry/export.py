@@ -58,15 +58,11 @@ def pose_column_names(trackers: int, analog: int) -> list[str]:
 
 
 def _copy_csv(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], path: Path) -> int:
-    rows = 0
-    with (
-        path.open("wb") as f,
-        conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT CSV, HEADER)", params) as copy,
-    ):
-        for chunk in copy:
-            f.write(chunk)
-            rows += bytes(chunk).count(b"\n")
-    return max(rows - 1, 0)  # minus the header (no field contains a newline)
+    with path.open("wb") as f, conn.cursor() as cur:
+        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT CSV, HEADER)", params) as copy:
+            for chunk in copy:
+                f.write(chunk)
+        return max(cur.rowcount, 0)  # the server's "COPY n" (quoted fields may hold newlines)
 
 
 _TABLE_QUERIES = {

@@ -72,6 +72,8 @@ def create_roles(
             conn.execute(
                 sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(sql.Identifier(table), wr)
             )
+        # bigserial ids (issue 9's referee marks, appeals, audit)
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(wr))
         for table in _WRITER_WRITE:
             conn.execute(sql.SQL("GRANT DELETE ON {} TO {}").format(sql.Identifier(table), wr))
         conn.commit()

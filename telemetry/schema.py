@@ -343,6 +343,174 @@ class Trainees(Table):
     created_at: Final = "created_at"
 
 
+class Appeals(Table):
+    """Issue 9: appeals (re-scores that never replace the official mark)."""
+
+    TABLE = "appeals"
+    appeal_id: Final = "appeal_id"
+    competition_id: Final = "competition_id"
+    event_id: Final = "event_id"
+    competitor_id: Final = "competitor_id"
+    reason: Final = "reason"
+    state: Final = "state"
+    official_mark_id: Final = "official_mark_id"
+    appeal_mark_id: Final = "appeal_mark_id"
+    official_score: Final = "official_score"
+    appeal_score: Final = "appeal_score"
+    difference: Final = "difference"
+    created_at: Final = "created_at"
+
+
+class CompetitionAudit(Table):
+    """Issue 9: append-only audit trail."""
+
+    TABLE = "competition_audit"
+    audit_id: Final = "audit_id"
+    time: Final = "time"
+    competition_id: Final = "competition_id"
+    actor: Final = "actor"
+    action: Final = "action"
+    detail: Final = "detail"
+
+
+class CompetitionEvents(Table):
+    """Issue 9: an event, exercise + frozen rubric copy."""
+
+    TABLE = "competition_events"
+    competition_id: Final = "competition_id"
+    event_id: Final = "event_id"
+    exercise_id: Final = "exercise_id"
+    rubric_id: Final = "rubric_id"
+    rubric_version: Final = "rubric_version"
+    rubric: Final = "rubric"
+    rubric_sha256: Final = "rubric_sha256"
+    kernel_version: Final = "kernel_version"
+    sample_rate_hz: Final = "sample_rate_hz"
+    duration_s: Final = "duration_s"
+    frozen_at: Final = "frozen_at"
+
+
+class CompetitionHeatSites(Table):
+    """Issue 9: per heat and site, the clock check before the start."""
+
+    TABLE = "competition_heat_sites"
+    competition_id: Final = "competition_id"
+    heat_id: Final = "heat_id"
+    site_id: Final = "site_id"
+    clock_offset_ms: Final = "clock_offset_ms"
+    clock_rtt_ms: Final = "clock_rtt_ms"
+    rigs_ready: Final = "rigs_ready"
+    rigs_failed: Final = "rigs_failed"
+    detail: Final = "detail"
+
+
+class CompetitionHeats(Table):
+    """Issue 9: heats and their coordinated start."""
+
+    TABLE = "competition_heats"
+    competition_id: Final = "competition_id"
+    heat_id: Final = "heat_id"
+    event_id: Final = "event_id"
+    state: Final = "state"
+    planned_start: Final = "planned_start"
+    agreed_start: Final = "agreed_start"
+    tolerance_ms: Final = "tolerance_ms"
+    start_spread_ms: Final = "start_spread_ms"
+    detail: Final = "detail"
+
+
+class CompetitionResults(Table):
+    """Issue 9: published results with their signature."""
+
+    TABLE = "competition_results"
+    competition_id: Final = "competition_id"
+    event_id: Final = "event_id"
+    payload_text: Final = "payload_text"
+    algorithm: Final = "algorithm"
+    key_id: Final = "key_id"
+    signature: Final = "signature"
+    published_at: Final = "published_at"
+
+
+class Competitions(Table):
+    """Issue 9: a competition and its rules."""
+
+    TABLE = "competitions"
+    competition_id: Final = "competition_id"
+    name: Final = "name"
+    state: Final = "state"
+    rules: Final = "rules"
+    created_at: Final = "created_at"
+    opened_at: Final = "opened_at"
+
+
+class Competitors(Table):
+    """Issue 9: pseudonymous competitors with bib numbers."""
+
+    TABLE = "competitors"
+    competition_id: Final = "competition_id"
+    competitor_id: Final = "competitor_id"
+    bib: Final = "bib"
+    site_id: Final = "site_id"
+
+
+class HeatEntries(Table):
+    """Issue 9: a competitor in a heat: rig, session, start state and reason."""
+
+    TABLE = "heat_entries"
+    competition_id: Final = "competition_id"
+    heat_id: Final = "heat_id"
+    competitor_id: Final = "competitor_id"
+    site_id: Final = "site_id"
+    rig_id: Final = "rig_id"
+    session_id: Final = "session_id"
+    start_state: Final = "start_state"
+    reason: Final = "reason"
+    start_time: Final = "start_time"
+    start_offset_ms: Final = "start_offset_ms"
+
+
+class JudgeMarks(Table):
+    """Issue 9: judges' marks 0..3 per aspect."""
+
+    TABLE = "judge_marks"
+    competition_id: Final = "competition_id"
+    event_id: Final = "event_id"
+    competitor_id: Final = "competitor_id"
+    aspect: Final = "aspect"
+    judge_id: Final = "judge_id"
+    mark: Final = "mark"
+    entered_at: Final = "entered_at"
+
+
+class RefereeMarks(Table):
+    """Issue 9: automated marks with the digests of their inputs."""
+
+    TABLE = "referee_marks"
+    mark_id: Final = "mark_id"
+    competition_id: Final = "competition_id"
+    event_id: Final = "event_id"
+    heat_id: Final = "heat_id"
+    competitor_id: Final = "competitor_id"
+    site_id: Final = "site_id"
+    session_id: Final = "session_id"
+    purpose: Final = "purpose"
+    rubric_id: Final = "rubric_id"
+    rubric_version: Final = "rubric_version"
+    rubric_sha256: Final = "rubric_sha256"
+    kernel_version: Final = "kernel_version"
+    seq_lo: Final = "seq_lo"
+    seq_hi: Final = "seq_hi"
+    frames: Final = "frames"
+    data_sha256: Final = "data_sha256"
+    mark_sha256: Final = "mark_sha256"
+    score: Final = "score"
+    passed: Final = "passed"
+    result: Final = "result"
+    result_text: Final = "result_text"
+    created_at: Final = "created_at"
+
+
 ALL: Final[tuple[type[Table], ...]] = (
     Classes,
     Cues,
@@ -367,6 +535,17 @@ ALL: Final[tuple[type[Table], ...]] = (
     Sites,
     TraineeIdentities,
     Trainees,
+    Appeals,
+    CompetitionAudit,
+    CompetitionEvents,
+    CompetitionHeatSites,
+    CompetitionHeats,
+    CompetitionResults,
+    Competitions,
+    Competitors,
+    HeatEntries,
+    JudgeMarks,
+    RefereeMarks,
 )
 """Every table and view of the schema."""
 
@@ -392,6 +571,21 @@ SESSION_STATES: Final = (
 """The controller's session states (migration 0004); the CHECK on ``sessions.state``."""
 ACTIVE_SESSION_STATES: Final = ("armed", "running", "stopping", "interrupted")
 """States the live class view shows."""
+
+COMPETITION_TABLES: Final[tuple[type[Table], ...]] = (
+    Appeals,
+    CompetitionAudit,
+    CompetitionEvents,
+    CompetitionHeatSites,
+    CompetitionHeats,
+    CompetitionResults,
+    Competitions,
+    Competitors,
+    HeatEntries,
+    JudgeMarks,
+    RefereeMarks,
+)
+"""Issue 9's tables (migration 0010; written by telemetry/competition.py)."""
 
 IDENTITY_TABLES: Final[tuple[type[Table], ...]] = (TraineeIdentities,)
 """Tables the dashboard role must not read."""

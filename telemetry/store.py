@@ -243,8 +243,10 @@ class Store:
                         copy.write(rows.tobytes())
                         start, acc = end, 0
             copy.write(copybin.TRAILER)
-        self._save_ranges(conn, POSE_STREAM, work, changed, out)
-        self._write_rollup(conn, rollup)
+        # Both bookkeeping statements in one round trip (pipeline mode; COPY cannot be in one).
+        with conn.pipeline():
+            self._save_ranges(conn, POSE_STREAM, work, changed, out)
+            self._write_rollup(conn, rollup)
 
     def _encode_group(
         self,

@@ -72,7 +72,7 @@ def lab(tdsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             w.submit(make_pose_batch(S_DONE, s, 36))
             w.submit(make_pose_batch(S_OLD, s, 36, t0_us=OLD_US))
             w.submit(make_pose_batch(S_LIVE, s, 36, analog=0))
-        w.submit(Cue(T0_US + 10, S_DONE, "rig-01", "too_high", "work_angle", 2, 57.5, "lower"))
+        w.submit(Cue(T0_US + 10, S_DONE, "rig-01", "too_high", "work_angle", 2, 57.5, "lower,\n the torch"))
         w.submit(SessionEvent(T0_US, S_DONE, "state:running", "rig-01", {"by": "instructor"}))
         w.submit(score_batch(S_DONE, 0, 8))
         w.submit(score_batch(S_LIVE, 0, 4))
@@ -148,6 +148,9 @@ def test_export_session_csv_and_parquet_hold_exactly_the_stored_rows(lab: str, t
     assert files[f"session-{S_DONE}-scores.csv"].rows == 8
     assert files[f"session-{S_DONE}-params.csv"].rows == 16
     assert files[f"session-{S_DONE}-cues.csv"].rows == 1
+    with files[f"session-{S_DONE}-cues.csv"].path.open(newline="") as fh:
+        cues = list(csv.DictReader(fh))
+    assert [c["message"] for c in cues] == ["lower,\n the torch"]  # quoted, newline kept
     result = json.loads(files[f"session-{S_DONE}-result.json"].path.read_text())
     assert result["final_score"] == 74.0
 
