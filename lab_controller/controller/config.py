@@ -33,6 +33,9 @@ class ControllerConfig:
     # session's END_OF_STREAM (rigs re-send it every 2 s, protocol §11) before the session is
     # failed as lost with the rig's restart.
     lost_session_wait_s: float = 5.0
+    # Ended sessions kept in memory for the API (older ones are forgotten; their events and
+    # data are in the sink / telemetry): 5000 ≈ a week of a 40-rig lab's sessions.
+    keep_ended_sessions: int = 5000
     # A command (START/STOP/ABORT) not acknowledged within this is failed with reason timeout.
     command_timeout_s: float = 5.0
     # Clock probes: a burst at registration (so a class launch soon after finds the offset

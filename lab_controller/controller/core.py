@@ -130,6 +130,7 @@ class Controller:
         self._probe_due: dict[str, list[float]] = {}  # rig -> monotonic times of due probes
         self._next_beat = 0.0
         self._next_housekeeping = 0.0
+        self._next_prune = 0.0
         self._cue_latency: deque[float] = deque(maxlen=CUE_LATENCY_KEEP)
         self.cues_sent = 0
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
@@ -242,6 +243,9 @@ class Controller:
             if now >= self._next_beat:
                 self._next_beat = now + self.cfg.heartbeat_interval_s
                 self._send_heartbeats()
+            if now >= self._next_prune:
+                self._next_prune = now + 10.0
+                self._prune()
 
     # ─────────────────────────────────────────────────────────────────── sending helpers
 
@@ -346,9 +350,8 @@ class Controller:
                 active_ok = False  # we ended it (aborted/failed): the rig stops and flushes
             resume.append(P.ResumeEntry(session_id=sid, durable_seq=durable.get(sid, -1)))
         now_m = time.monotonic()
-        for other in self.sessions.all():
-            if (other.rig_id == rec.rig_id and other.active and other.session_id not in session_ids
-                    and other.state is not S.ASSIGNED):
+        for other in self.sessions.active_of_rig(rec.rig_id):
+            if other.session_id not in session_ids and other.state is not S.ASSIGNED:
                 # Not listed: either the rig restarted without its store (the session cannot
                 # complete) or everything was acknowledged and only its END_OF_STREAM is still
                 # to come (re-sent every 2 s). `_expire_unlisted` decides after a wait.
@@ -700,7 +703,7 @@ class Controller:
 
     def _expire_grace(self) -> None:
         now = time.time()
-        for session in self.sessions.all():
+        for session in self.sessions.active():
             if (session.state is S.INTERRUPTED and session.interrupted_at is not None
                     and now - session.interrupted_at > self.cfg.interrupted_grace_s):
                 self.sessions.move(session, S.FAILED, "rig did not return within the grace "
@@ -708,16 +711,24 @@ class Controller:
                 self._session_ended(session)
 
     def _expire_unlisted(self, now: float) -> None:
-        for sid, ex in self.extra.items():
+        for session in self.sessions.active():
+            sid = session.session_id
+            ex = self.extra[sid]
             if ex.unlisted_at is None or now - ex.unlisted_at < self.cfg.lost_session_wait_s:
                 continue
             ex.unlisted_at = None
-            session = self.sessions.get(sid)
-            if session is None or not session.active or ex.eos is not None:
+            if not session.active or ex.eos is not None:
                 continue
             self.sessions.move(session, S.FAILED, "rig re-registered without this session; "
                                f"samples after seq {self.seq[sid].durable_upto} are lost")
             self._session_ended(session)
+
+    def _prune(self) -> None:
+        """Forget the oldest ended sessions beyond `keep_ended_sessions` (bounded memory)."""
+        for sid in self.sessions.prune(self.cfg.keep_ended_sessions):
+            self.seq.pop(sid, None)
+            self.extra.pop(sid, None)
+            self._acked.pop(sid, None)
 
     def _send_heartbeats(self) -> None:
         beat = P.encode_control(P.Heartbeat(sender_time=time.time(),

@@ -121,6 +121,9 @@ class SessionTable:
         self, event_sink: EventSink | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self._sessions: dict[str, Session] = {}
+        # rig id -> its non-terminal sessions (normally one): heartbeats, health checks and the
+        # housekeeping look sessions up per rig many times a second; no scan of the history.
+        self._active: dict[str, dict[str, Session]] = {}
         self._sinks: list[EventSink] = [event_sink] if event_sink is not None else []
         self._clock = clock
 
@@ -135,6 +138,8 @@ class SessionTable:
         now = self._clock()
         session.created_at = session.updated_at = now
         self._sessions[session.session_id] = session
+        if session.active:
+            self._active.setdefault(session.rig_id, {})[session.session_id] = session
         self._emit(session, SessionEvent(session.session_id, session.rig_id, None,
                                          session.state, now, reason))
         return session
@@ -148,11 +153,27 @@ class SessionTable:
         return list(self._sessions.values())
 
     def active_for_rig(self, rig_id: str) -> Session | None:
-        """The rig's non-terminal session, if any (a rig runs one session at a time)."""
-        for s in reversed(self._sessions.values()):
-            if s.rig_id == rig_id and s.active:
-                return s
-        return None
+        """The rig's newest non-terminal session, if any (a rig runs one at a time)."""
+        active = self._active.get(rig_id)
+        if not active:
+            return None
+        return next(reversed(active.values()))
+
+    def active(self) -> list[Session]:
+        """Every non-terminal session."""
+        return [s for per_rig in self._active.values() for s in per_rig.values()]
+
+    def active_of_rig(self, rig_id: str) -> list[Session]:
+        """Every non-terminal session of one rig (oldest first)."""
+        return list(self._active.get(rig_id, {}).values())
+
+    def prune(self, keep: int) -> list[str]:
+        """Forget the oldest ended sessions beyond `keep` ended ones; return their ids."""
+        ended = [sid for sid, s in self._sessions.items() if not s.active]
+        drop = ended[: max(0, len(ended) - keep)]
+        for sid in drop:
+            del self._sessions[sid]
+        return drop
 
     def move(self, session: Session, to: SessionState, reason: str = "") -> SessionEvent:
         """Apply one transition, or raise `IllegalTransition`."""
@@ -170,6 +191,12 @@ class SessionTable:
             session.interrupted_at = None
         session.state = to
         session.updated_at = now
+        if not session.active:
+            per_rig = self._active.get(session.rig_id)
+            if per_rig is not None:
+                per_rig.pop(session.session_id, None)
+                if not per_rig:
+                    del self._active[session.rig_id]
         if reason:
             session.reason = reason
         self._emit(session, event)

@@ -233,3 +233,16 @@ def test_a_moment_of_occlusion_is_not_a_missing_tracker() -> None:
     assert rec.missing_trackers(103.5, 3.0) == ["hmd"]  # gone for longer than the window
     now[0] = 104.5
     assert reg.expire() == [rec] and not rec.alive
+
+
+def test_active_index_and_pruning_of_ended_sessions() -> None:
+    table = SessionTable()
+    sessions = [table.create(Session(f"s{i}", "rig-1", "x", "t")) for i in range(5)]
+    assert table.active_for_rig("rig-1") is sessions[-1] and len(table.active()) == 5
+    for s in sessions[:4]:
+        table.move(s, S.ABORTED)
+    assert table.active_of_rig("rig-1") == [sessions[4]] and table.active_for_rig("rig-2") is None
+    assert table.prune(keep=1) == ["s0", "s1", "s2"]
+    assert [s.session_id for s in table.all()] == ["s3", "s4"]
+    table.move(sessions[4], S.FAILED)
+    assert table.active_for_rig("rig-1") is None and table.active() == []
