@@ -30,7 +30,7 @@ def test_judgement_is_the_mean_of_three_over_three_and_flags_spread() -> None:
     assert not aspects[0].needs_review
     score, aspects = rules.judgement(rows[:2], ["bead"])
     assert score is None and not aspects[0].complete  # pending until the third judge
-    spread = rows[:2] + [{"aspect": "bead", "judge_id": "c", "mark": 0}]
+    spread = [*rows[:2], {"aspect": "bead", "judge_id": "c", "mark": 0}]
     assert rules.judgement(spread, ["bead"])[1][0].needs_review  # 3 vs 0: discuss, re-mark
 
 
