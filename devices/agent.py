@@ -55,6 +55,7 @@ LOG_BURST_S = 10.0
 SPOOL_KIND_CHUNK = 1
 _SPOOL_PREFIX = struct.Struct("<I")  # len(frame0); then frame0 and frame1
 _RESEND = int(P.ChunkFlags.RESEND)
+_CAPABILITIES = frozenset(c.value for c in P.Capability)
 
 
 @dataclass
@@ -431,7 +432,7 @@ class RigAgent:
             software_version=self.config.software_version,
             capabilities=[P.Capability.TIME_SYNC, P.Capability.SELF_FINISH]
             + ([P.Capability.SPOOL] if self.spool is not None else [])
-            + [P.Capability(c) for c in self.info.capabilities if c in P.Capability._value2member_map_],
+            + [P.Capability(c) for c in self.info.capabilities if c in _CAPABILITIES],
             public_key=None
             if self.config.curve_public_key is None
             else self.config.curve_public_key.decode(),
@@ -1144,10 +1145,21 @@ def _make_driver(args: argparse.Namespace, index: int) -> PoseSource:
 
 
 def _read_key(path: str | None) -> tuple[bytes | None, bytes | None]:
+    """(public, secret) from a ZeroMQ certificate file (``labctl keys generate`` writes them)."""
     if not path:
         return None, None
     public, secret = zmq.auth.load_certificate(path)
     return public, secret
+
+
+def _server_key(value: str | None) -> bytes | None:
+    """The controller's public key: Z85 text (40 characters) or a certificate file holding it."""
+    if value is None:
+        return None
+    if len(value) == 40 and not Path(value).exists():
+        return value.encode()
+    public, _ = zmq.auth.load_certificate(value)
+    return public
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1168,7 +1180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY_LIMIT, help="bytes")
     ap.add_argument("--spool-dir", default=None, help="spill directory (per rig: DIR/RIG_ID)")
     ap.add_argument("--spool-max-bytes", type=int, default=None)
-    ap.add_argument("--curve-server-key", default=None, help="controller public key (Z85)")
+    ap.add_argument("--curve-server-key", default=None, help="controller public key: Z85 or .key file")
     ap.add_argument("--curve-cert", default=None, help="rig key file (zmq.auth format, with secret)")
     ap.add_argument("--stats-every", type=float, default=0.0, help="print stats JSON every N s")
     ap.add_argument("-v", "--verbose", action="count", default=0)
@@ -1191,7 +1203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_limit_bytes=args.memory_limit,
             spool_dir=None if args.spool_dir is None else Path(args.spool_dir) / rig_id,
             spool_max_bytes=args.spool_max_bytes,
-            curve_server_key=None if args.curve_server_key is None else args.curve_server_key.encode(),
+            curve_server_key=_server_key(args.curve_server_key),
             curve_public_key=public,
             curve_secret_key=secret,
         )

@@ -126,3 +126,48 @@ def test_agents_stream_complete_sessions_into_the_real_controller_spool(
         stored = np.stack([got[sid][k][0] for k in range(n)])
         assert np.array_equal(np.nan_to_num(stored, nan=-9), np.nan_to_num(poses, nan=-9))
         assert np.array_equal(np.stack([got[sid][k][1] for k in range(n)]), valid)
+
+
+def test_curve_rig_with_an_allowed_key_registers_and_a_stranger_does_not(tmp_path: Path) -> None:
+    """docs/protocol.md §17: CurveZMQ with the controller's ZAP allow-list, agent as a process."""
+    import os
+    import subprocess
+    import sys
+
+    from lab_controller.controller import ServerSecurity, generate_keypair
+
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    server_pub, server_secret = generate_keypair(keys, "controller")
+    rig_pub, rig_secret = generate_keypair(keys, "rig-c")
+    _stranger_pub, stranger_secret = generate_keypair(tmp_path / "other", "rig-x")
+    (allowed / "rigs").mkdir(parents=True)
+    (allowed / "rigs" / "rig-c.key").write_bytes(rig_pub.read_bytes())
+    c, d, a = _ports(3)
+    cfg = ControllerConfig(
+        control_endpoint=f"tcp://127.0.0.1:{c}",
+        data_endpoint=f"tcp://127.0.0.1:{d}",
+        api_endpoint=f"tcp://127.0.0.1:{a}",
+    )
+    sink = SpoolSink(tmp_path / "spool")
+    ctrl = Controller(cfg, sink, security=ServerSecurity.load(server_secret, allowed))
+    ctrl.start()
+    root = Path(__file__).resolve().parents[2]
+    procs = []
+    try:
+        for rig_id, secret in (("rig-c", rig_secret), ("rig-x", stranger_secret)):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "devices.agent", "--controller", cfg.control_endpoint,
+                 "--rig-id", rig_id, "--curve-cert", str(secret), "--curve-server-key", str(server_pub)],
+                cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        assert _wait(lambda: ctrl.registry.get("rig-c") is not None, 15.0)
+        time.sleep(1.0)
+        assert ctrl.registry.get("rig-x") is None  # its handshake never passes ZAP
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        ctrl.stop()
+        sink.close()
