@@ -250,6 +250,11 @@ class RigAgent:
                 log.error("rig %s: could not persist unacknowledged data: %s", self.config.rig_id, exc)
             self.spool = None
 
+    def pump(self) -> None:
+        """Send queued chunks the credit window allows (after acknowledgements arrived)."""
+        if self.registered:
+            self._pump(time.monotonic())
+
     @property
     def backlog_chunks(self) -> int:
         """Chunks produced but not yet acknowledged (memory + spool)."""
@@ -473,13 +478,13 @@ class RigAgent:
 
     # ── dispatch ─────────────────────────────────────────────────────────────────────────
     def _dispatch(self, msg: P.ControlMessage, rx_rig_time: float) -> None:
-        if isinstance(msg, P.TimeSync):
+        if isinstance(msg, P.DataAck):  # by far the most frequent
+            self._on_data_ack(msg.session_id, msg.durable_seq)
+        elif isinstance(msg, P.TimeSync):
             self.stats["time_syncs"] += 1
             self._send(
                 P.TimeSyncReply(probe_id=msg.probe_id, t0=msg.t0, t1=rx_rig_time, t2=self.driver.clock())
             )
-        elif isinstance(msg, P.DataAck):
-            self._on_data_ack(msg.session_id, msg.durable_seq)
         elif isinstance(msg, P.Heartbeat):
             if msg.controller_id and self.controller_id and msg.controller_id != self.controller_id:
                 self._lost("controller id changed (restart)", time.monotonic())
@@ -1110,7 +1115,7 @@ class AgentGroup:
                     agent = socks.get(s)
                     if agent is not None and agent.control is s:
                         agent.handle_control()
-                        agent.tick(time.monotonic())  # pump what the acks made room for
+                        agent.pump()  # send what the acks made room for
                 if events:
                     resync()
         finally:
