@@ -18,6 +18,11 @@ Early abandoning: with ``max_dist`` the result is ``inf`` as soon as every cell 
 exceeds ``max_dist**2`` (any path crosses every row), otherwise the exact distance; LB_Keogh
 (the same envelope band) skips references in batch search.
 
+Speed, all exact: rows are computed in skewed strips of four (cell ``(i+q, t-q)`` at step
+``t``) so four independent min/add chains overlap in the core, with the channel loop run on
+the four cells of an anti-diagonal at once; closed DTW also prunes (PrunedDTW, Silva & Batista
+2016) with the cost of the diagonal path as the bound, which pays most on similar series.
+
 Tiers: private single-thread kernels (``_dtw_core``), parallel driver (``_dtw_batch_par``),
 public wrappers that validate (``dtw_distance``, ``dtw_open_end``, ``dtw_path``, ``lb_keogh``,
 ``dtw_batch``).
