@@ -81,6 +81,7 @@ class PoseBatch:
     valid_mask: npt.NDArray[np.int32]
 
     kind: ClassVar[Kind] = Kind.POSE
+    _n: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         n = self.time_us.shape[0]
@@ -92,10 +93,11 @@ class PoseBatch:
             raise ValueError("rig_time and valid_mask must be (n,)")
         if self.seq0 < 0:
             raise ValueError("seq0 must be >= 0")
+        object.__setattr__(self, "_n", int(n))  # hot in the writer: a plain attribute
 
     @property
     def n(self) -> int:
-        return int(self.time_us.shape[0])
+        return self._n
 
     @property
     def seqs(self) -> npt.NDArray[np.int64]:

@@ -266,7 +266,15 @@ class Store:
         counts = np.array([b.n if i is None else i.size for b, i in members])
         n = int(counts.sum())
         t_all = np.concatenate([sel(b.time_us, i) for b, i in members])
-        seq_all = np.concatenate([b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in members])
+        if all(i is None for _b, i in members):
+            # seq = seq0 of the row's batch + its index within the batch, without an arange each
+            first = np.cumsum(counts) - counts
+            seq0s = np.array([b.seq0 for b, _i in members], dtype=np.int64)
+            seq_all = np.arange(n, dtype=np.int64) + np.repeat(seq0s - first, counts)
+        else:
+            seq_all = np.concatenate(
+                [b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in members]
+            )
         valid_all = np.concatenate([sel(b.valid_mask, i) for b, i in members])
         template = self._templates.get(key)
         if template is None or template.shape[0] < n:
@@ -287,7 +295,7 @@ class Store:
 
         # Per-second rollup, vectorised: group rows by (member's session, second).
         full = (1 << key[1]) - 1
-        session_of = [b.session_id for b, _i in members]
+        session_of = [b.session_id.int for b, _i in members]  # int keys: C-speed hashing
         ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
         sidx = np.repeat(np.array([ids[s] for s in session_of], dtype=np.int64), counts)
         sec = t_all // 1_000_000
@@ -301,8 +309,9 @@ class Store:
         valid = np.add.reduceat(((v64 & full) == full)[order].astype(np.int64), starts)
         last_seq = np.maximum.reduceat(seq_all[order], starts)
         last_t = np.maximum.reduceat(t_all[order], starts)
-        sessions = list(ids)
-        rigs_of = {b.session_id: b.rig_id for b, _i in members}
+        by_int = {b.session_id.int: b for b, _i in members}
+        sessions = [by_int[s].session_id for s in ids]
+        rigs_of = {by_int[s].session_id: by_int[s].rig_id for s in ids}
         tmax = int(t_all.max())
         if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
             out.max_pose_time_us = tmax
