@@ -187,3 +187,52 @@ def run_command(
         ctrl.stop()
         sink.close()
         click.echo("controller stopped")
+
+
+@controller_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@api_options
+@click.pass_context
+def status_command(ctx: click.Context, /, as_json: bool, api_endpoint: str | None,
+                   key_file: Path | None, server_key: Path | None, timeout: float) -> None:
+    """Controller health: sessions by state, bad input per kind, cue latency, storage."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lab_controller import protocol as P
+    from lab_controller.controller import ApiError
+
+    with api_client(ctx, api_endpoint, key_file, server_key, timeout) as client:
+        try:
+            status: dict[str, Any] = client.request(P.ApiRigs()).data["controller"]
+        except ApiError as exc:
+            raise CliError(str(exc)) from exc
+    if as_json:
+        from lab_controller.cli._common import echo_json
+
+        echo_json(status)
+        return
+    t = Table(show_header=False, title=f"Controller {status['controller_id']}",
+              title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    lat = status.get("cue_latency_ms", {})
+    sink = status.get("sink", {})
+    rows = [
+        ("Up for", f"{status['uptime_s'] / 60:.1f} min"),
+        ("Rigs", f"{status['rigs_alive']} alive of {status['rigs']}"),
+        ("Sessions", ", ".join(f"{v} {k}" for k, v in sorted(status["sessions_by_state"].items()))
+         or "none"),
+        ("Bad input", ", ".join(f"{v} {k}" for k, v in sorted(status["bad_input"].items()))
+         or "none"),
+        ("Cue latency", f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms ({lat.get('n', 0)} cues)"
+         if lat.get("n") else "no cues yet"),
+        ("Storage", f"{sink.get('commits', '?')} commits, {sink.get('queued_chunks', 0)} chunks "
+         f"queued" + (f", ERROR {sink['last_error']}" if sink.get("last_error") else "")),
+        ("Held back (back-pressure)", f"{status['held_chunks']} chunks now, "
+         f"{status['held_events']} times"),
+        ("Dead-rig detections", str(len(status.get("dead_detections", [])))),
+    ]
+    for label, value in rows:
+        t.add_row(label, value)
+    Console().print(t)

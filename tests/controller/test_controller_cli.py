@@ -43,6 +43,10 @@ def test_teacher_workflow_through_the_cli(harness: Harness) -> None:
                     ["session"]["state"] == "finished", 5)
     code, out, _ = _run(harness, "session", "show", sid)
     assert code == 0 and "finished" in out and "lesson over" in out and "t-07" in out
+    code, out, _ = _run(harness, "controller", "status")
+    assert code == 0 and "3 alive of 3" in out and "finished" in out
+    code, out, _ = _run(harness, "controller", "status", "--json")
+    assert code == 0 and json.loads(out)["rigs_alive"] == 3
     code, out, exc = _run(harness, "session", "abort", "00000000-0000-0000-0000-000000000000")
     assert code == 1 and isinstance(exc, CliError) and "unknown session" in str(exc)
 
