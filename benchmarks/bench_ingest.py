@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -261,11 +262,20 @@ def main() -> None:
              trackers=TRACKERS, analog=ANALOG, copy_bytes=len(buf),
              csv_bytes=csv_path.stat().st_size, cpus=os.cpu_count())  # fmt: skip
         times: dict[str, list[float]] = {"writer": [], "copy_prebuilt": [], "psql_csv": []}
+        cpu: dict[str, list[float]] = {m: [] for m in times}
+
+        def client_cpu() -> float:
+            """CPU seconds of this process (all threads) and of finished children (psql)."""
+            me = resource.getrusage(resource.RUSAGE_SELF)
+            ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
         extra: dict[str, Any] = {}
         for rep in range(args.repeat):
             order = ["writer", "copy_prebuilt", "psql_csv"]
             order = order[rep % 3 :] + order[: rep % 3]  # rotate so no method always goes first
             for method in order:
+                c0 = client_cpu()
                 if method == "writer":
                     el, extra = run_writer(dsn, batches, tmp / "spool")
                 elif method == "copy_prebuilt":
@@ -273,12 +283,15 @@ def main() -> None:
                 else:
                     el = run_psql(dsn, csv_path)
                 times[method].append(el)
+                # client CPU includes the untimed reset (TRUNCATE + CHECKPOINT round trips)
+                cpu[method].append(client_cpu() - c0)
                 emit(bench="ingest", method=method, repeat=rep, seconds=round(el, 3),
-                     rows_per_s=round(frames / el))  # fmt: skip
+                     rows_per_s=round(frames / el), client_cpu_s=round(cpu[method][-1], 3))  # fmt: skip
         med = {m: statistics.median(v) for m, v in times.items()}
         for m, v in med.items():
             emit(bench="ingest", method=m, median_seconds=round(v, 3),
                  rows_per_s=round(frames / v), poses_per_s=round(frames * TRACKERS / v),
+                 client_cpu_us_per_row=round(statistics.median(cpu[m]) / frames * 1e6, 2),
                  **(extra if m == "writer" else {}))  # fmt: skip
         paired = [c / w for c, w in zip(times["copy_prebuilt"], times["writer"], strict=True)]
         emit(
