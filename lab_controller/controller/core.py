@@ -125,6 +125,7 @@ class Controller:
         self._commands: dict[str, PendingCommand] = {}
         self._held: deque[P.SampleChunk] = deque()
         self._acked: dict[str, int] = {}
+        self._acked_at: dict[str, float] = {}
         self._probes: dict[int, tuple[str, float, float]] = {}  # id -> (rig, t0 wall, mono)
         self._next_probe_id = 1
         self._probe_due: dict[str, list[float]] = {}  # rig -> monotonic times of due probes
@@ -729,6 +730,7 @@ class Controller:
             self.seq.pop(sid, None)
             self.extra.pop(sid, None)
             self._acked.pop(sid, None)
+            self._acked_at.pop(sid, None)
 
     def _send_heartbeats(self) -> None:
         beat = P.encode_control(P.Heartbeat(sender_time=time.time(),
@@ -864,6 +866,8 @@ class Controller:
 
     def _send_acks(self) -> None:
         durable = self.sink.durable()
+        now = time.monotonic()
+        min_gap = self.cfg.ack_min_interval_s
         for sid, d in durable.items():
             seqs = self.seq.get(sid)
             if seqs is None:
@@ -875,12 +879,16 @@ class Controller:
             session = self.sessions.get(sid)
             if session is None:
                 continue
+            ex = self.extra.get(sid)
+            eos = ex is not None and ex.eos is not None
+            if not eos and now - self._acked_at.get(sid, -math.inf) < min_gap:
+                continue  # coalesced: the next commit or housekeeping round sends it
             rec = self.registry.get(session.rig_id)
             if rec is not None and rec.alive:
                 self._send_rig(rec, self._data_ack(sid))
             self._acked[sid] = seqs.durable_upto
-            ex = self.extra.get(sid)
-            if ex is not None and ex.eos is not None:
+            self._acked_at[sid] = now
+            if eos:
                 self._check_eos(session)
 
     def _send_cues(self) -> None:
