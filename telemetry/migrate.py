@@ -95,10 +95,27 @@ def status(dsn: str) -> list[MigrationStatus]:
     return out
 
 
+def _ensure_timescaledb(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Create the extension if it is missing (it is ``trusted``; else a superuser must)."""
+    have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    if have:
+        return
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION timescaledb")
+    except psycopg.Error as exc:
+        raise MigrationError(
+            "the database has no timescaledb extension and it could not be created "
+            f"({str(exc).strip().splitlines()[0]}); run CREATE EXTENSION timescaledb as a "
+            "superuser, and check shared_preload_libraries = 'timescaledb'"
+        ) from exc
+
+
 def migrate(dsn: str) -> list[Migration]:
     """Apply every pending migration in order; return those applied now."""
     done: list[Migration] = []
     with psycopg.connect(dsn) as conn:
+        _ensure_timescaledb(conn)
         for m in available():
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from telemetry import schema
+from telemetry.cluster import ManagedCluster
 from telemetry.migrate import MigrationError, available, migrate, status
 
 
@@ -60,3 +61,10 @@ def test_edited_migration_is_refused(tdsn: str) -> None:
                 "UPDATE schema_migrations SET checksum = %s WHERE version = 1",
                 (available()[0].checksum,),
             )
+
+
+def test_migrate_creates_the_extension_when_missing(pg_cluster: ManagedCluster) -> None:
+    dsn = pg_cluster.create_database("t_telemetry_noext", extensions=())
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
+    assert [m.version for m in migrate(dsn)] == [m.version for m in available()]
