@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -115,19 +115,6 @@ class WriterStats:
     last_ingest_lag_ms: float | None = None
 
 
-@dataclass
-class _Pending:
-    record: Record
-    rows: int
-
-
-@dataclass
-class _Ticket:
-    submitted: int = 0
-    done: int = 0
-    cond: threading.Condition = field(default_factory=threading.Condition)
-
-
 _OUTAGE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -145,10 +132,11 @@ class TelemetryWriter:
             # 1/8 of it let a drained spool accept data again long before it is empty.
             seg = max(64 * 1024, min(seg, config.spool_max_bytes // 8))
         self._spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, segment_bytes=seg)
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[tuple[Record, int]] = deque()  # (record, rows)
         self._queue_rows = 0
         self._qcond = threading.Condition()
-        self._ticket = _Ticket()
+        self._submitted = 0  # records submitted / stored (database or spool); under _qcond
+        self._done = 0
         self._held: list[Record] = []
         self._internal: list[Record] = []
         self._conn: psycopg.Connection[Any] | None = None
@@ -200,15 +188,14 @@ class TelemetryWriter:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("telemetry writer queue is full")
                 self._qcond.wait(remaining)
-            self._queue.append(_Pending(record, rows))
+            self._queue.append((record, rows))
             self._queue_rows += rows
+            self._submitted += 1
             # Wake the thread only when it has something to decide: the first record (it may be
             # idle) or a full batch (it may be waiting out max_batch_ms). Waking it on every
             # submit cost a thread switch per 12-frame chunk.
             if len(self._queue) == 1 or self._queue_rows >= self.config.max_batch_rows:
                 self._qcond.notify_all()
-        with self._ticket.cond:
-            self._ticket.submitted += 1
 
     def acked(self, session_id: uuid.UUID) -> int:
         """Highest k with pose frames 0..k of the session durable; -1 if none."""
@@ -234,9 +221,9 @@ class TelemetryWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is durable (database or spool)."""
-        with self._ticket.cond:
-            target = self._ticket.submitted
-            return self._ticket.cond.wait_for(lambda: self._ticket.done >= target, timeout)
+        with self._qcond:
+            target = self._submitted
+            return self._qcond.wait_for(lambda: self._done >= target, timeout)
 
     def wait_drained(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted is in the database and the spool is empty."""
@@ -345,10 +332,10 @@ class TelemetryWriter:
             out: list[Record] = []
             rows = 0
             while self._queue and (rows < cfg.max_batch_rows or not out):
-                p = self._queue.popleft()
-                out.append(p.record)
-                rows += p.rows
-                self._queue_rows -= p.rows
+                record, n = self._queue.popleft()
+                out.append(record)
+                rows += n
+                self._queue_rows -= n
             self._qcond.notify_all()
             return out
 
@@ -493,9 +480,9 @@ class TelemetryWriter:
 
     def _finish(self, items: list[Record]) -> None:
         external = sum(1 for i in items if not _is_internal(i))
-        with self._ticket.cond:
-            self._ticket.done += external
-            self._ticket.cond.notify_all()
+        with self._qcond:
+            self._done += external
+            self._qcond.notify_all()
 
     def _report(self, sessions: list[uuid.UUID]) -> None:
         changed: dict[uuid.UUID, int] = {}
