@@ -38,6 +38,8 @@ from sim_kernels._config import jit, pjit
 from sim_kernels._validate import as_series, check_window
 
 _INF = np.inf
+#: Steps per cost block in the ragged strip ends (a strip end is ~6 steps per side).
+_MASK_BLOCK = 8
 
 
 @jit
@@ -116,30 +118,33 @@ def _strip_masked(xl: NDArray[np.float64], ytp: NDArray[np.float64],
     first3 = int(st[7])
     dead_run = 0
     t = t_start
+    cs = np.empty((4, _MASK_BLOCK))
+    blk_end = t_start  # costs are summed for blocks of steps (as in _strip_inner_lanes)
     while t < t_stop:
+        if t == blk_end:
+            nb = min(_MASK_BLOCK, t_stop - t)
+            for p in range(4):
+                cp = cs[p]
+                for tt in range(nb):
+                    cp[tt] = 0.0
+                for k in range(d):
+                    xv = xl[k, p]
+                    yk = ytp[k, t + p:t + p + nb]
+                    for tt in range(nb):
+                        u = xv - yk[tt]
+                        cp[tt] += u * u
+            blk_end = t + nb
+        q = t - blk_end + nb  # position inside the current cost block
         j0 = t
         up0 = buf[j0 + 1] if sc <= j0 <= pe else _INF
         dg0 = buf[j0] if sc <= j0 - 1 <= pe else _INF
         j1 = t - 1
         j2 = t - 2
         j3 = t - 3
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        for k in range(d):
-            u0 = xl[k, 0] - ytp[k, t]
-            u1 = xl[k, 1] - ytp[k, t + 1]
-            u2 = xl[k, 2] - ytp[k, t + 2]
-            u3 = xl[k, 3] - ytp[k, t + 3]
-            a0 += u0 * u0
-            a1 += u1 * u1
-            a2 += u2 * u2
-            a3 += u3 * u3
-        v0 = a3 + min(dg0, up0, last0)
-        v1 = a2 + min(prev0, last0, last1)
-        v2 = a1 + min(prev1, last1, last2)
-        v3 = a0 + min(prev2, last2, last3)
+        v0 = cs[3, q] + min(dg0, up0, last0)
+        v1 = cs[2, q] + min(prev0, last0, last1)
+        v2 = cs[1, q] + min(prev1, last1, last2)
+        v3 = cs[0, q] + min(prev2, last2, last3)
         if j0 < lo0 or j0 > hi0 or v0 > ub:
             v0 = _INF
         if j1 < lo1 or j1 > hi1 or v1 > ub:
