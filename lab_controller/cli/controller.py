@@ -117,7 +117,7 @@ def controller_group() -> None:
 @click.option("--data", "data_endpoint", help="Data endpoint (bind).")
 @click.option("--api", "api_endpoint", help="Instructor API endpoint (bind).")
 @click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Spool directory (default: spool_dir of the settings).")
+              help="Spool directory (default: SPOOL_DIR/controller of the settings).")
 @click.option("--spool-max-bytes", type=int, default=None,
               help="Stop acknowledging (back-pressure) when the spool holds this much.")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats.")
@@ -161,7 +161,9 @@ def run_command(
     if sink_spec:
         sink = _load_factory(sink_spec)(settings)
     else:
-        sink = SpoolSink(spool_dir or settings.spool_dir, max_bytes=spool_max_bytes)
+        # Its own subdirectory: one Spool per directory (the telemetry writer's outage spool
+        # lives beside it under the same spool_dir).
+        sink = SpoolSink(spool_dir or settings.spool_dir / "controller", max_bytes=spool_max_bytes)
     observers: list[SessionObserver] = [_load_factory(s)(settings) for s in observer_specs]
     ctrl = Controller(cfg, sink, observers=observers, security=security,
                       scene_for=exercise_scene)
