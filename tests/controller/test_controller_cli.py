@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 from controller_testkit import REPO, Harness, wait_for
@@ -59,3 +60,14 @@ def test_cli_error_is_one_line_without_traceback() -> None:
     assert p.returncode == 1
     assert p.stderr.strip().startswith("error: no answer from the controller")
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_controller_run_refuses_plain_text_beyond_loopback(tmp_path: Path) -> None:
+    """`labctl controller run` on a non-loopback endpoint without keys: one-line refusal."""
+    p = subprocess.run([sys.executable, "-m", "lab_controller.cli", "controller", "run",
+                        "--control", "tcp://0.0.0.0:0", "--data", "tcp://127.0.0.1:0",
+                        "--api", "tcp://127.0.0.1:0", "--spool-dir", str(tmp_path / "sp")],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "plain (unencrypted) endpoints beyond loopback" in p.stderr
+    assert "Traceback" not in p.stderr
