@@ -337,3 +337,35 @@ def test_forgotten_session_still_deduplicates(tdsn: str, tmp_path: Path, pose_ba
         assert w.flush(10)
         assert w.stats().rows_written == 36
     assert [r[0] for r in _frames(tdsn, sid)] == list(range(36))
+
+
+def test_slow_database_goes_to_the_spool(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    """A statement stuck longer than statement_timeout_ms (here: waiting for a lock another
+    session holds) counts as an outage: the batch is spooled and acknowledged, then drained."""
+    sid = uuid.uuid4()
+    w, _ = _writer(tdsn, tmp_path, statement_timeout_ms=300, retry_interval_s=0.05, max_batch_ms=5)
+    with w:
+        w.submit(pose_batch(sid, 0, 12))
+        assert w.flush(10)
+        with psycopg.connect(tdsn) as blocker:
+            blocker.execute("LOCK TABLE pose_frames IN ACCESS EXCLUSIVE MODE")
+            w.submit(pose_batch(sid, 12, 12))
+            assert w.flush(10)  # durable in the spool while the table is locked
+            assert w.acked(sid) == 23
+            assert w.stats().spooled_records >= 1 and w.stats().outages >= 1
+        # lock released: the spool drains
+        assert w.wait_drained(20), w.stats()
+    assert [r[0] for r in _frames(tdsn, sid)] == list(range(24))
+
+
+def test_spill_when_the_queue_runs_full(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    sid = uuid.uuid4()
+    w, _ = _writer(tdsn, tmp_path, max_batch_rows=10, queue_max_rows=100, spill_at_queue_fraction=0.2)
+    for s in range(0, 60, 10):
+        w.submit(pose_batch(sid, s, 10))  # queued before the thread runs: 60% full
+    with w:
+        assert w.wait_drained(20), w.stats()
+        stats = w.stats()
+    assert stats.spooled_records >= 1
+    assert w.acked(sid) == 59
+    assert [r[0] for r in _frames(tdsn, sid)] == list(range(60))
