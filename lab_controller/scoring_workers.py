@@ -472,13 +472,17 @@ class ScoringPool:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._pull, zmq.POLLIN)
         last_check = time.monotonic()
+        pulling = True
         while not self._stop.is_set():
             with self._lock:
                 room = all(w.inflight < MAX_INFLIGHT for w in self._workers.values())
-            if room:
-                poller.register(self._pull, zmq.POLLIN)
-            else:
-                poller.unregister(self._pull)
+            if room != pulling:  # stop reading callers while a worker is saturated
+                if room:
+                    poller.register(self._pull, zmq.POLLIN)
+                else:
+                    poller.unregister(self._pull)
+                    self.counters["backpressure_pauses"] += 1
+                pulling = room
             events = dict(poller.poll(50))
             try:
                 if self._router in events:
