@@ -104,21 +104,21 @@ def _rows(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.float6
 def _strip_masked(xl: NDArray[np.float64], ytp: NDArray[np.float64],
                   buf: NDArray[np.float64], t_start: int, t_stop: int, lo0: int, lo1: int,
                   lo2: int, lo3: int, hi0: int, hi1: int, hi2: int, hi3: int, sc: int, pe: int,
-                  ub: float, st: NDArray[np.float64]) -> int:
+                  ub: float, st: NDArray[np.float64], cs: NDArray[np.float64]) -> int:
     """Strip steps ``t`` in ``[t_start, t_stop)`` with band masks, index clamps and the
     previous row's live range ``[sc, pe]`` (the ragged ends of a strip). ``st`` carries
     (last0..last3, prev0..prev2, first live column of row 3) between phases. Returns the step
     after the last one done: it stops early once two consecutive steps are all dead past
     ``pe`` (nothing can come alive again in these rows). Costs come from the lane layout of
     :func:`_strip_inner_lanes`; the 3 zero columns padding ``ytp`` absorb the out-of-range
-    columns of the ragged ends (their cells are masked anyway)."""
+    columns of the ragged ends (their cells are masked anyway). ``cs`` (4, _MASK_BLOCK) is
+    the caller's cost scratch."""
     d = xl.shape[0]
     last0, last1, last2, last3 = st[0], st[1], st[2], st[3]
     prev0, prev1, prev2 = st[4], st[5], st[6]
     first3 = int(st[7])
     dead_run = 0
     t = t_start
-    cs = np.empty((4, _MASK_BLOCK))
     blk_end = t_start  # costs are summed for blocks of steps (as in _strip_inner_lanes)
     while t < t_stop:
         if t == blk_end:
@@ -297,6 +297,7 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
             for k in range(d):
                 ytp[k, j + 3] = y[j, k]
     xl = np.empty((d, 4))
+    mcs = np.empty((4, _MASK_BLOCK))
     sc = rs[0]
     pe = rs[1]
     for s in range(nstrips):
@@ -320,14 +321,14 @@ def _dtw_strips(x: NDArray[np.float64], y: NDArray[np.float64], buf: NDArray[np.
             for p in range(4):
                 xl[k, p] = x[i + 3 - p, k]
         t = _strip_masked(xl, ytp, buf, lo0, a, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, sc, pe,
-                          ub, st)
+                          ub, st, mcs)
         if t == a:  # else the strip died early: everything right of t is dead
             if d == 1:
                 _strip_inner_1(x, y, buf, i, a, b, ub, st)
             else:
                 _strip_inner_lanes(xl, ytp, buf, a, b, ub, st)
             t = _strip_masked(xl, ytp, buf, b, t_end, lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3,
-                              sc, pe, ub, st)
+                              sc, pe, ub, st, mcs)
         first3 = int(st[7])
         if first3 < -1:
             return -1
