@@ -41,6 +41,9 @@ POSE_STREAM = "pose"
 ENCODE_ROWS = 4096
 """Frames encoded per slice of a COPY: ~1.9 MB, large enough that numpy's per-call overhead is
 negligible, small enough that encoding overlaps the server's parsing of the previous slice."""
+FIRST_SLICE_ROWS = 512
+"""The first slice of each COPY: ~1 ms to encode, so the server is not idle between
+transactions while a whole 4k-row slice is built."""
 SCORE_STREAM = "score"
 
 Conn = psycopg.Connection[Any]
@@ -234,14 +237,15 @@ class Store:
             for key, members in groups.items():
                 # Encode in slices of ~ENCODE_ROWS so the server parses one slice while this
                 # thread encodes the next (the COPY writer sends from its own thread).
-                start, acc = 0, 0
+                # The first slice is small so the server starts parsing at once.
+                start, acc, limit = 0, 0, FIRST_SLICE_ROWS
                 for end, (b, i) in enumerate(members, 1):
                     acc += b.n if i is None else i.size
-                    if acc >= ENCODE_ROWS or end == len(members):
+                    if acc >= limit or end == len(members):
                         rows = self._encode_group(key, members[start:end], rollup, out)
                         out.pose_rows += rows.shape[0]
                         copy.write(rows.tobytes())
-                        start, acc = end, 0
+                        start, acc, limit = end, 0, ENCODE_ROWS
             copy.write(copybin.TRAILER)
         # Both bookkeeping statements in one round trip (pipeline mode; COPY cannot be in one).
         with conn.pipeline():
