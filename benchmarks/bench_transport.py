@@ -50,7 +50,13 @@ sys.path.insert(0, str(ROOT))
 from devices.agent import AgentConfig, AgentGroup, RigAgent  # noqa: E402
 from devices.driver import DriverInfo, SampleBlock, SessionContext  # noqa: E402
 from lab_controller import protocol as P  # noqa: E402
-from lab_controller.controller import ApiClient, Controller, ControllerConfig, SpoolSink  # noqa: E402
+from lab_controller.controller import (  # noqa: E402
+    ApiClient,
+    ApiError,
+    Controller,
+    ControllerConfig,
+    SpoolSink,
+)
 
 TRACKERS = (
     ("tool", "tool"),
@@ -287,12 +293,20 @@ class ControllerHarness:
             time.sleep(0.2)
         raise RuntimeError(f"only {len(ids)} of {count} rigs registered")
 
-    def start_all(self, rig_ids: Sequence[str]) -> list[str]:
-        sids = []
+    def start_all(self, rig_ids: Sequence[str], retries: int = 3) -> tuple[list[str], list[str]]:
+        """Start a session on every rig; (session ids, errors of starts that failed for good)."""
+        sids, errors = [], []
         for rid in rig_ids:
-            rep = self.api.request(P.ApiSessionStart(rig_id=rid, exercise_id="bench", trainee="b"))
-            sids.append(rep.data["session"]["session_id"])
-        return sids
+            for attempt in range(retries):
+                try:
+                    rep = self.api.request(P.ApiSessionStart(rig_id=rid, exercise_id="bench", trainee="b"))
+                    sids.append(rep.data["session"]["session_id"])
+                    break
+                except ApiError as exc:
+                    if attempt == retries - 1:
+                        errors.append(f"{rid}: {exc.code}: {exc}")
+                    time.sleep(0.5)
+        return sids, errors
 
     def stop_all(self, sids: Sequence[str]) -> None:
         for sid in sids:
@@ -427,7 +441,7 @@ def sustained(rigs: int, procs: int, warmup: float, duration: float, chunk_ms: f
             )
         ids = h.wait_rigs(prefix, rigs, 60)
         t_start = time.monotonic()
-        sids = h.start_all(ids)
+        sids, start_errors = h.start_all(ids)
         start_s = time.monotonic() - t_start
         time.sleep(warmup)
         d0, w0, c0 = h.durable_samples(), time.monotonic(), time.process_time()
@@ -486,6 +500,9 @@ def sustained(rigs: int, procs: int, warmup: float, duration: float, chunk_ms: f
             "rig_backlog_chunks_start": backlog0,
             "rig_backlog_chunks_end": backlog,
             "start_all_s": round(start_s, 2),
+            "start_failures": len(start_errors),
+            "start_errors": start_errors[:3],
+            "dead_detections": len(status["dead_detections"]),
             "sessions_finished": finished,
             "sessions_complete_no_gap": whole,
             "stop_drained": complete,
@@ -501,6 +518,7 @@ def sustained(rigs: int, procs: int, warmup: float, duration: float, chunk_ms: f
                 and backlog - backlog0 <= rigs * 0.5 * 1000 / chunk_ms
                 and whole == rigs
                 and complete
+                and not start_errors
             ),
         }
     finally:
