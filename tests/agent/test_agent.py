@@ -230,7 +230,8 @@ def test_credit_window_bounds_what_is_in_flight(make_agent: AgentFactory, peer: 
     peer.acks_enabled = False
     agent, _ = make_agent(ack_timeout_s=30.0)
     sid = peer.start_session("rig-01", duration_samples=60)
-    time.sleep(0.4)
+    assert peer.wait(lambda: peer.chunks_received >= 4, 3.0)
+    time.sleep(0.3)  # more chunks are produced meanwhile, but none may be sent
     assert peer.chunks_received == 4 and agent.inflight_chunks == 4
     assert agent.stats["window_full"] > 0
     peer.acks_enabled = True
