@@ -62,6 +62,8 @@ _SPRAY_BASE = {"gun_distance": 0, "gun_angle": 1}
 
 #: Weave below this amplitude (mm) is tracker jitter, not a weave (period = +inf).
 WEAVE_MIN_AMPLITUDE_MM = 0.3
+#: Pose rows a streaming session keeps (the gap context plus pending rows fit easily).
+_POSE_ROWS = 1024
 #: Motion-quality settings (see sim_kernels.motion): 50 ms smoothing, 2 mm/s idle speed.
 SMOOTH_S = 0.05
 IDLE_SPEED = 2.0
@@ -114,12 +116,14 @@ def fill_gaps_kernel(poses: NDArray[np.float64], ok: NDArray[np.bool_], max_gap:
 def _base_rows(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_], r0: int,
                r1: int, tip_offset: NDArray[np.float64], origin: NDArray[np.float64],
                frame: NDArray[np.float64], base: NDArray[np.float64],
-               tip: NDArray[np.float64]) -> None:
+               tip: NDArray[np.float64], poff: int) -> None:
     """Base quantities and tip of rows ``[r0, r1)`` (NaN for invalid rows); process 0 = weld,
-    1 = spray. Same formulas as sim_kernels.process (see its module doc)."""
+    1 = spray. Same formulas as sim_kernels.process (see its module doc). Row ``i``'s pose is
+    ``poses[i - poff]`` (the streaming path keeps only recent poses)."""
     ox, oy, oz = tip_offset[0], tip_offset[1], tip_offset[2]
     for i in range(r0, r1):
-        qx, qy, qz, qw = poses[i, 3], poses[i, 4], poses[i, 5], poses[i, 6]
+        pi = i - poff
+        qx, qy, qz, qw = poses[pi, 3], poses[pi, 4], poses[pi, 5], poses[pi, 6]
         nrm = math.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
         if not ok[i] or not (nrm > 1e-6):
             for c in range(base.shape[1]):
@@ -140,9 +144,9 @@ def _base_rows(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_], 
         r20 = 2.0 * (qx * qz - qy * qw)
         r21 = 2.0 * (qy * qz + qx * qw)
         r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-        tx = poses[i, 0] + r00 * ox + r01 * oy + r02 * oz
-        ty = poses[i, 1] + r10 * ox + r11 * oy + r12 * oz
-        tz = poses[i, 2] + r20 * ox + r21 * oy + r22 * oz
+        tx = poses[pi, 0] + r00 * ox + r01 * oy + r02 * oz
+        ty = poses[pi, 1] + r10 * ox + r11 * oy + r12 * oz
+        tz = poses[pi, 2] + r20 * ox + r21 * oy + r22 * oz
         tip[i, 0] = tx
         tip[i, 1] = ty
         tip[i, 2] = tz
@@ -314,7 +318,7 @@ def _session_core(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_
     nb_ = 5 if process == 0 else 4
     base = np.empty((n, nb_))
     tip = np.empty((n, 3))
-    _base_rows(process, poses, ok, 0, n, tip_offset, origin, frame, base, tip)
+    _base_rows(process, poses, ok, 0, n, tip_offset, origin, frame, base, tip, 0)
     obs = np.empty((n, kinds.shape[0]))
     _obs_rows(kinds, cols, base, 0, n, dt, lag, win, wwin, min_amp, obs)
     for j in range(kinds.shape[0]):
@@ -380,12 +384,14 @@ def _chunk_step(ip: NDArray[np.int64], fp: NDArray[np.float64], poses: NDArray[n
     ``[r0, decided)`` — the same kernels, in the same order, as the batch path.
 
     ``ip`` = process, lag, win, wwin, decim, band, max_gap; ``fp`` = dt, min weave amplitude,
-    position scale; ``st`` (in/out) = ctx, decided, r0, blk_next, blocks_used; ``out`` =
+    position scale; ``st`` (in/out) = ctx, decided, r0, blk_next, blocks_used, and the row
+    of ``poses[0]``; ``out`` =
     best, arg, 1 if the alignment advanced. Returns the number of cue events (rows relative
     to ``r0``, columns indexing ``cue_cols``)."""
-    ctx, decided, r0 = st[0], st[1], st[2]
-    fill_gaps_kernel(poses[ctx:decided], ok[ctx:decided], ip[6], interp[ctx:decided])
-    _base_rows(ip[0], poses, ok, r0, decided, tip_offset, origin, frame, base, tip)
+    ctx, decided, r0, poff = st[0], st[1], st[2], st[5]
+    fill_gaps_kernel(poses[ctx - poff:decided - poff], ok[ctx:decided], ip[6],
+                     interp[ctx:decided])
+    _base_rows(ip[0], poses, ok, r0, decided, tip_offset, origin, frame, base, tip, poff)
     _obs_rows(kinds, cols, base, r0, decided, fp[0], ip[1], ip[2], ip[3], fp[1], obs)
     decim = ip[4]
     b0 = st[3]
@@ -541,7 +547,7 @@ class ExerciseModel:
         base = np.empty((n, nb_))
         tip = np.empty((n, 3))
         _base_rows(self.process, p, ok, 0, n, self.geometry.tip_offset, self.origin,
-                   self.frame, base, tip)
+                   self.frame, base, tip, 0)
         decim = max(1, round(fs * self.decim / self.fs))
         nblk = n // decim
         feat = np.empty((max(nblk, 1), 3 + self.acols.shape[0]))
@@ -590,10 +596,13 @@ class SessionSummary:
 class SessionMetrics:
     """Streaming form of the pipeline for one session (module doc)."""
 
-    def __init__(self, model: ExerciseModel, capacity: int = 4096) -> None:
+    def __init__(self, model: ExerciseModel, capacity: int = 4096,
+                 pose_rows: int = _POSE_ROWS) -> None:
         self.m = model
         cap = max(16, capacity)
-        self._poses = np.empty((cap, 7))
+        # recent poses only (rows >= _pbase): older ones are never read again
+        self._poses = np.empty((max(2, pose_rows), 7))
+        self._pbase = 0
         self._ok = np.zeros(cap, np.bool_)
         self._interp = np.zeros(cap, np.bool_)
         nb_ = 5 if model.process == 0 else 4
@@ -630,7 +639,7 @@ class SessionMetrics:
                              model.band, model.max_gap], np.int64)
         self._fp = np.array([1.0 / model.fs, WEAVE_MIN_AMPLITUDE_MM,
                              model.rubric.alignment.position_scale_mm])
-        self._st = np.zeros(5, np.int64)
+        self._st = np.zeros(6, np.int64)
         self._out = np.zeros(3)
         self._events = np.empty((64, 4), np.int64)
         self._cue_arrays = self._cues.arrays() if self._cues is not None else (
@@ -647,7 +656,7 @@ class SessionMetrics:
 
     # -- buffers
     def _grow(self, need: int) -> None:
-        cap = self._poses.shape[0]
+        cap = self._ok.shape[0]
         if need <= cap:
             return
         new = max(need, 2 * cap)
@@ -657,7 +666,6 @@ class SessionMetrics:
             b[:cap] = a
             return b
 
-        self._poses = g(self._poses)
         self._ok = g(self._ok)
         self._interp = g(self._interp)
         self._base = g(self._base)
@@ -688,6 +696,20 @@ class SessionMetrics:
     def distance(self) -> float:
         return self._dist
 
+    def _room(self, k: int) -> None:
+        """Make room for ``k`` more poses: drop rows before the gap context (the last row
+        before the undecided ones), growing only if a gap is still pending that long."""
+        if self._n_in + k - self._pbase <= self._poses.shape[0]:
+            return
+        keep = max(self._pbase, self._pending_from - 1)
+        rows = self._n_in - keep
+        self._poses[:rows] = self._poses[keep - self._pbase:self._n_in - self._pbase]
+        self._pbase = keep
+        if rows + k > self._poses.shape[0]:
+            grown = np.empty((max(2 * self._poses.shape[0], rows + k), 7))
+            grown[:rows] = self._poses[:rows]
+            self._poses = grown
+
     def observation(self, row: int, col: int) -> float:
         """The observation of metric column ``col`` at session row ``row``."""
         return float(self._obs[row, col])
@@ -699,9 +721,11 @@ class SessionMetrics:
         k = poses.shape[0]
         self._grow(self._n_in + k)
         a = self._n_in
-        self._poses[a:a + k] = poses
+        self._room(k)
+        pa = a - self._pbase
+        self._poses[pa:pa + k] = poses
         # a sample flagged valid but holding NaN/inf is lost all the same (as in rescoring)
-        self._ok[a:a + k] = valid & np.isfinite(self._poses[a:a + k]).all(axis=1)
+        self._ok[a:a + k] = valid & np.isfinite(self._poses[pa:pa + k]).all(axis=1)
         self._interp[a:a + k] = False
         self._n_in += k
         # decide pending gap rows: everything up to the last valid row is decidable
@@ -733,6 +757,7 @@ class SessionMetrics:
         st[0] = ctx
         st[1] = upto
         st[2] = r0
+        st[5] = self._pbase
         clo, chi, ch, cdw, ccl, cst = self._cue_arrays
         ne = _chunk_step(
             self._ip, self._fp, self._poses, self._ok, self._interp, m.geometry.tip_offset,

@@ -90,8 +90,8 @@ def test_streaming_is_chunk_invariant_and_equals_batch(which: str) -> None:
     model = ExerciseModel.build(rub, geo, fs, ref)
     p, ok = _with_gaps(trace)
     results = []
-    for sizes in ([len(p)], [12], [1, 7, 30, 2]):
-        sm = SessionMetrics(model, capacity=64)
+    for sizes, rows in (([len(p)], 1024), ([12], 1024), ([1, 7, 30, 2], 8)):
+        sm = SessionMetrics(model, capacity=64, pose_rows=rows)  # 8: the pose ring rolls
         i = k = 0
         while i < len(p):
             step = sizes[k % len(sizes)]
