@@ -211,6 +211,23 @@ def _handle(msg: dict[str, Any], payload: bytes,
               "window0": count[0], "windows": [window_to_json(w) for w in windows],
               "cues": [cue_to_json(c) for c in cues]})
         count[0] += len(windows)
+    elif kind == "chunks":  # several consecutive chunks of one session, fed one by one
+        scorer, count = sessions[sid]
+        t, period = int(msg["trackers"]), float(msg["period"])
+        all_w: list[Any] = []
+        all_c: list[Any] = []
+        off = 0
+        for _seq, n, t0 in msg["parts"]:
+            size = 29 * int(n) * t
+            poses, valid = W.unpack_chunk(int(n), t, payload[off:off + size])
+            off += size
+            windows, cues = scorer.feed(float(t0), period, poses, valid)
+            all_w += [window_to_json(w) for w in windows]
+            all_c += [cue_to_json(c) for c in cues]
+        last_seq, last_n, _ = msg["parts"][-1]
+        send({"type": "scored", "session_id": sid, "seq_hi": int(last_seq) + int(last_n) - 1,
+              "window0": count[0], "windows": all_w, "cues": all_c})
+        count[0] += len(all_w)
     elif kind == "open":
         sessions[sid] = (scorers.scorer(str(msg["exercise_id"]), msg.get("rubric"),
                                         float(msg["rate_hz"]), int(msg.get("tool_index", 0))),
@@ -278,6 +295,8 @@ class _Chunk:
     at: float  # monotonic time received
     f0: bytes
     f1: bytes
+    t0: float = 0.0
+    period: float = 0.0
 
     @property
     def last_seq(self) -> int:
@@ -343,6 +362,8 @@ class ScoringPool:
         self._pushes: list[zmq.Socket[bytes]] = []
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+        self._pending: dict[str, list[_Chunk]] = {}
+        self._replayed: set[str] = set()
         self._workers: dict[bytes, _Worker] = {}
         self._procs: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
@@ -499,6 +520,7 @@ class ScoringPool:
                         except zmq.Again:
                             break
                         self._from_caller(frames)
+                    self._flush()
                 now = time.monotonic()
                 if now - last_check >= 0.05:
                     last_check = now
@@ -522,13 +544,39 @@ class ScoringPool:
         f0, f1 = W.encode(msg)
         return self._send(w, f0, f1)
 
+    def _flush(self) -> None:
+        """Send the chunks gathered in this pass: one message per session (adaptive
+        batching: one chunk when the pool keeps up, many when callers run ahead)."""
+        pending, self._pending = self._pending, {}
+        self._replayed.clear()
+        for sid, chunks in pending.items():
+            if sid in self._replayed:
+                continue  # handed over during this flush: the replay sent these chunks
+            s = self._sessions.get(sid)
+            w = self._workers.get(s.worker) if s is not None and s.worker is not None else None
+            if w is None:
+                continue  # retained; a hand-over replays them
+            if len(chunks) == 1:
+                f0, f1 = chunks[0].f0, chunks[0].f1
+            else:
+                trackers = len(chunks[0].f1) // (29 * chunks[0].n)
+                f0, f1 = W.encode({"type": "chunks", "session_id": sid, "trackers": trackers,
+                                   "period": chunks[0].period,
+                                   "parts": [[c.first_seq, c.n, c.t0] for c in chunks]},
+                                  b"".join(c.f1 for c in chunks))
+            if self._send(w, f0, f1):
+                w.inflight += 1
+                w.chunks += len(chunks)
+
     def _from_caller(self, frames: list[bytes]) -> None:
-        op, sid_b, first_seq, n, _t0, period = _OP.unpack(frames[0])
+        op, sid_b, first_seq, n, t0, period = _OP.unpack(frames[0])
         sid = sid_b.decode()
         with self._lock:
             s = self._sessions.get(sid)
         if s is None:
             return
+        if op != b"c":
+            self._flush()  # keep every session's order: its chunks go before open/finish/close
         if op == b"o":
             self._assign(s, replay=False)
         elif op == b"c":
@@ -537,12 +585,10 @@ class ScoringPool:
                 return
             s.next_seq = first_seq + n
             s.period = period
-            ch = _Chunk(first_seq, n, time.monotonic(), frames[1], frames[2])
+            ch = _Chunk(first_seq, n, time.monotonic(), frames[1], frames[2], t0, period)
             s.retained.append(ch)
-            w = self._workers.get(s.worker) if s.worker is not None else None
-            if w is not None and self._send(w, ch.f0, ch.f1):
-                w.inflight += 1
-                w.chunks += 1
+            if s.worker is not None:
+                self._pending.setdefault(sid, []).append(ch)
         elif op == b"f":
             s.finishing = True
             w = self._workers.get(s.worker) if s.worker is not None else None
@@ -675,6 +721,8 @@ class ScoringPool:
             return
         if replay:
             self.counters["handovers"] += 1
+            self._pending.pop(s.sid, None)  # the replay re-sends every retained chunk
+            self._replayed.add(s.sid)
             if not self._replay(s, w):
                 return
         if s.finishing:
