@@ -1059,3 +1059,50 @@ def patch_chunk(frame0: bytes, *, rig_handle: int | None = None, add_flags: int 
     handle = _HANDLE.unpack_from(frame0, 8)[0] if rig_handle is None else rig_handle
     (flags,) = _HANDLE.unpack_from(frame0, 44)
     return frame0[:8] + _HANDLE.pack(handle) + frame0[12:44] + _HANDLE.pack(flags | add_flags) + frame0[48:]
+
+
+def merge_chunks(
+    a: tuple[bytes, bytes], b: tuple[bytes, bytes], layout: ChannelLayout, max_samples: int
+) -> tuple[bytes, bytes] | None:
+    """One chunk holding chunk ``a`` then chunk ``b``, or None if they cannot be joined.
+
+    Joinable: same rig handle, layout, session and period, ``b`` starts right after ``a`` in
+    sequence and in rig time (within 1% of a period), and together at most ``max_samples``.
+    Used by a rig re-sending a backlog: fewer, larger messages cost both ends less per sample.
+    """
+    ha, hb = parse_chunk_header(a[0]), parse_chunk_header(b[0])
+    if (
+        ha.rig_handle != hb.rig_handle
+        or ha.layout_id != layout.layout_id
+        or hb.layout_id != layout.layout_id
+        or ha.session != hb.session
+        or ha.period != hb.period
+        or hb.first_seq != ha.first_seq + ha.count
+        or ha.count + hb.count > min(max_samples, MAX_SAMPLES_PER_CHUNK)
+        or abs(hb.rig_time_first - (ha.rig_time_first + ha.count * ha.period)) > 0.01 * ha.period
+    ):
+        return None
+    t, a_n = layout.n_trackers, layout.n_analog
+    pa, pb = ha.count * t * POSE_WIDTH * 4, hb.count * t * POSE_WIDTH * 4
+    if len(a[1]) != pa + ha.count * a_n * 4 or len(b[1]) != pb + hb.count * a_n * 4:
+        return None
+    flags = (ha.flags | hb.flags) & ~ChunkFlags.MASK
+    mask = b""
+    if (ha.flags | hb.flags) & ChunkFlags.MASK:
+        flags |= ChunkFlags.MASK
+        full = _full_mask(t)
+        mask = (a[0][CHUNK_HEADER_SIZE:] if ha.flags & ChunkFlags.MASK else full * ha.count) + (
+            b[0][CHUNK_HEADER_SIZE:] if hb.flags & ChunkFlags.MASK else full * hb.count
+        )
+    header = CHUNK_HEADER.pack(
+        MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CHUNK, 0, ha.rig_handle,
+        ha.layout_id, ha.session, ha.first_seq, ha.count + hb.count, flags, ha.rig_time_first,
+        ha.period,
+    )  # fmt: skip
+    body = a[1][:pa] + b[1][:pb] + a[1][pa:] + b[1][pb:]
+    return header + mask, body
+
+
+def _full_mask(n_trackers: int) -> bytes:
+    """The mask bytes of one sample whose trackers are all valid."""
+    return np.packbits(np.ones((1, n_trackers), np.bool_), axis=1, bitorder="little").tobytes()

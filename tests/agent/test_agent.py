@@ -204,6 +204,7 @@ def test_controller_restart_mid_session_no_gap_no_duplicate(
     assert received_before > 0
     assert agent.stats["reconnects"] >= 1 and agent.stats["welcomes"] >= 2
     assert agent.stats["chunks_resent"] > 0 and sd.resent_chunks > 0
+    assert agent.stats["coalesced"] > 0  # the backlog went out in fewer, larger chunks
     assert agent.backlog_chunks == 0
 
 

@@ -398,3 +398,36 @@ def test_data_endpoint_default() -> None:
     assert P.data_endpoint_for("ipc:///run/lab/ctl") == "ipc:///run/lab/ctl.data"
     with pytest.raises(ValueError):
         P.data_endpoint_for("tcp://host")
+
+
+def test_merge_chunks_joins_contiguous_chunks_exactly() -> None:
+    rng = np.random.default_rng(3)
+    poses = rng.normal(size=(7, 2, 7)).astype(np.float32)
+    analog = rng.normal(size=(7, 1)).astype(np.float32)
+    valid = np.ones((7, 2), bool)
+    valid[5, 1] = False
+
+    def enc(lo: int, hi: int) -> tuple[bytes, bytes]:
+        return P.encode_chunk(rig_handle=4, layout=LAYOUT, session_id=SID, first_seq=100 + lo,
+                              rig_time_first=10.0 + lo / 120, period=1 / 120, poses=poses[lo:hi],
+                              analog=analog[lo:hi], valid=valid[lo:hi])  # fmt: skip
+
+    whole = P.decode_chunk(list(enc(0, 7)), LAYOUT)
+    merged = P.merge_chunks(enc(0, 3), enc(3, 7), LAYOUT, 12)  # no mask + mask
+    assert merged is not None
+    m = P.decode_chunk(list(merged), LAYOUT)
+    assert (m.first_seq, m.count, m.header.rig_handle) == (100, 7, 4)
+    assert m.header.rig_time_first == whole.header.rig_time_first
+    assert np.array_equal(np.nan_to_num(m.poses, nan=-1), np.nan_to_num(whole.poses, nan=-1))
+    assert np.array_equal(m.analog, whole.analog) and np.array_equal(m.valid, whole.valid)
+    # not joinable: a gap, the wrong order, too many samples, another session, a time jump
+    assert P.merge_chunks(enc(0, 3), enc(4, 7), LAYOUT, 12) is None
+    assert P.merge_chunks(enc(3, 7), enc(0, 3), LAYOUT, 12) is None
+    assert P.merge_chunks(enc(0, 3), enc(3, 7), LAYOUT, 6) is None
+    other = P.encode_chunk(rig_handle=4, layout=LAYOUT, session_id=uuid.uuid4(), first_seq=103,
+                           rig_time_first=10.0 + 3 / 120, period=1 / 120, poses=poses[3:4],
+                           analog=analog[3:4])  # fmt: skip
+    assert P.merge_chunks(enc(0, 3), other, LAYOUT, 12) is None
+    late = P.encode_chunk(rig_handle=4, layout=LAYOUT, session_id=SID, first_seq=103,
+                          rig_time_first=11.0, period=1 / 120, poses=poses[3:4], analog=analog[3:4])
+    assert P.merge_chunks(enc(0, 3), late, LAYOUT, 12) is None
