@@ -293,10 +293,18 @@ class _Chunk:
     first_seq: int
     n: int
     at: float  # monotonic time received
-    f0: bytes
-    f1: bytes
-    t0: float = 0.0
-    period: float = 0.0
+    f1: bytes  # the packed arrays (worker_protocol.pack_chunk)
+    t0: float
+    period: float
+    sid: str
+
+    @property
+    def f0(self) -> bytes:
+        """Frame 0 of this chunk as a single ``chunk`` message."""
+        f0, _ = W.encode({"type": "chunk", "session_id": self.sid, "seq": self.first_seq,
+                          "n": self.n, "trackers": len(self.f1) // (29 * self.n),
+                          "rig_time_first": self.t0, "period": self.period})
+        return f0
 
     @property
     def last_seq(self) -> int:
@@ -448,11 +456,10 @@ class ScoringPool:
 
     def feed(self, session_id: str, first_seq: int, rig_time_first: float, period: float,
              poses: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> None:
-        n, t = poses.shape[0], poses.shape[1]
-        f0, f1 = W.encode({"type": "chunk", "session_id": session_id, "seq": first_seq, "n": n,
-                           "trackers": t, "rig_time_first": rig_time_first, "period": period},
-                          W.pack_chunk(poses, valid))
-        self._op(b"c", session_id, f0, f1, first_seq, n, rig_time_first, period)
+        # Only the arrays are packed here; the broker writes the JSON header when it sends
+        # (once per batch), which keeps the caller's per-chunk cost low.
+        self._op(b"c", session_id, b"", W.pack_chunk(poses, valid), first_seq,
+                 int(poses.shape[0]), rig_time_first, period)
 
     def finish(self, session_id: str) -> None:
         """No more chunks: the worker computes the final result (``wait_final``/listener)."""
@@ -585,7 +592,7 @@ class ScoringPool:
                 return
             s.next_seq = first_seq + n
             s.period = period
-            ch = _Chunk(first_seq, n, time.monotonic(), frames[1], frames[2], t0, period)
+            ch = _Chunk(first_seq, n, time.monotonic(), frames[2], t0, period, sid)
             s.retained.append(ch)
             if s.worker is not None:
                 self._pending.setdefault(sid, []).append(ch)
