@@ -12,6 +12,8 @@ Per-chunk overhead of the hop, two ways: amortised = (pool-1 time − in-process
 with the pool's adaptive batching (callers run ahead, as under load); and the round-trip
 latency of one chunk fed alone and waited for (``hop_latency``, p50/p99) next to the
 in-process feed time of the same chunk.
+Also the controller process's own CPU per chunk in each mode (the in-process scorer vs the
+pool's callers + broker thread): the part that does not move to other machines.
 Prints one JSON line per repeat and mode, then a summary line with medians and ratios.
 Usage: ``python benchmarks/bench_scoring_workers.py [--sessions 8] [--samples 1200]
 [--chunk 4] [--repeats 3]``.
@@ -50,24 +52,26 @@ def workload(sessions: int, samples: int) -> list[tuple[Any, Any]]:
     return out
 
 
-def run_inprocess(data: list[tuple[Any, Any]], chunk: int) -> float:
+def run_inprocess(data: list[tuple[Any, Any]], chunk: int) -> tuple[float, float]:
     ex = load_exercise(EXERCISE)
     scorers = [SessionScorer(ex.scene["geometry"], ex.reference.tool_pose, ex.rubric, RATE, 0,
                              reference_rate=ex.rate_hz) for _ in data]
     n = data[0][0].shape[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for a in range(0, n, chunk):
         for sc, (poses, valid) in zip(scorers, data, strict=True):
             sc.feed(100.0 + a / RATE, 1 / RATE, poses[a:a + chunk], valid[a:a + chunk])
     for sc in scorers:
         sc.finish()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_pool(pool: ScoringPool, data: list[tuple[Any, Any]], chunk: int) -> float:
+def run_pool(pool: ScoringPool, data: list[tuple[Any, Any]], chunk: int
+             ) -> tuple[float, float]:
+    """Wall time and this (the controller's) process CPU time: callers + broker thread."""
     sids = [str(uuid.uuid4()) for _ in data]
     n = data[0][0].shape[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for sid in sids:
         pool.open(sid, EXERCISE, RATE)
     for a in range(0, n, chunk):
@@ -77,7 +81,7 @@ def run_pool(pool: ScoringPool, data: list[tuple[Any, Any]], chunk: int) -> floa
         pool.finish(sid)
     for sid in sids:
         pool.wait_final(sid, 300)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def hop_latency(pool: ScoringPool, data: tuple[Any, Any], chunk: int, n_chunks: int = 300
@@ -134,16 +138,19 @@ def main() -> None:
         run_pool(pool, data[:k], args.chunk)  # every worker builds its exercise model once
         pools[f"pool-{k}"] = pool
     times: dict[str, list[float]] = {m: [] for m in ["inprocess", *pools]}
+    cpus: dict[str, list[float]] = {m: [] for m in times}
     try:
         for rep in range(args.repeats):  # modes interleaved per repeat: same machine state
             for mode in times:
-                t = (run_inprocess(data, args.chunk) if mode == "inprocess"
-                     else run_pool(pools[mode], data, args.chunk))
+                t, cpu = (run_inprocess(data, args.chunk) if mode == "inprocess"
+                          else run_pool(pools[mode], data, args.chunk))
                 times[mode].append(t)
+                cpus[mode].append(cpu)
                 print(json.dumps({"bench": "scoring_workers", "mode": mode, "repeat": rep,
                                   "sessions": args.sessions, "samples": total,
                                   "chunk": args.chunk, "seconds": round(t, 4),
-                                  "samples_per_s": round(total / t)}), flush=True)
+                                  "samples_per_s": round(total / t),
+                                  "controller_cpu_s": round(cpu, 4)}), flush=True)
         first = next(iter(pools.values()))
         lat = hop_latency(first, data[0], args.chunk, min(300, data[0][0].shape[0] // args.chunk))
         print(json.dumps({"bench": "scoring_workers", "mode": "hop_latency", **lat}), flush=True)
@@ -157,6 +164,9 @@ def main() -> None:
         "samples": total, "chunk": args.chunk, "chunks": chunks, "repeats": args.repeats,
         "median_samples_per_s": {m: round(total / t) for m, t in med.items()},
         "ratio_vs_inprocess": {m: round(base / t, 3) for m, t in med.items()},
+        # what scoring costs the controller's own process per chunk (workers elsewhere)
+        "controller_cpu_us_per_chunk": {m: round(1e6 * statistics.median(v) / chunks, 1)
+                                        for m, v in cpus.items()},
     }
     if "pool-1" in med:
         summary["scaling_vs_pool1"] = {m: round(med["pool-1"] / t, 3) for m, t in med.items()
