@@ -252,7 +252,9 @@ def _firehose_worker(control: str, prefix: str, rigs: int, n: int, stop_at: floa
     agents = []
     for i in range(rigs):
         drv = FirehoseDriver(n)
-        agent = RigAgent(AgentConfig(controller=control, rig_id=f"{prefix}-{i}", chunk_s=0.001), drv, ctx)
+        # coalesce=False: the chunks keep the size the raw baseline moves ("the same bytes")
+        cfg = AgentConfig(controller=control, rig_id=f"{prefix}-{i}", chunk_s=0.001, coalesce=False)
+        agent = RigAgent(cfg, drv, ctx)
         drv.agent = agent
         agents.append(agent)
     group = AgentGroup(agents)
@@ -324,7 +326,7 @@ class ControllerHarness:
 
 def ours_run(procs: int, rigs_per_proc: int, n: int, warmup: float, duration: float) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-transport-"))
-    h = ControllerHarness(work)
+    h = ControllerHarness(work, window=256)  # firehose: a window that never limits the rate
     spawn = mp.get_context("spawn")
     prefix = f"fh{n}-{uuid.uuid4().hex[:4]}"
     stop_at = time.time() + 30 + warmup + duration
@@ -400,9 +402,11 @@ def throughput(
 # ── sustained real-time rigs ───────────────────────────────────────────────────────────────
 
 
-def sustained(rigs: int, procs: int, warmup: float, duration: float, chunk_ms: float) -> dict[str, Any]:
+def sustained(
+    rigs: int, procs: int, warmup: float, duration: float, chunk_ms: float, window: int
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
-    h = ControllerHarness(work)
+    h = ControllerHarness(work, window)
     prefix = f"rt{rigs}-{uuid.uuid4().hex[:4]}"
     per = [rigs // procs + (1 if j < rigs % procs else 0) for j in range(procs)]
     agents: list[subprocess.Popen[bytes]] = []
@@ -489,6 +493,7 @@ def sustained(rigs: int, procs: int, warmup: float, duration: float, chunk_ms: f
             "hz": 120,
             "trackers": len(TRACKERS),
             "chunk_ms": chunk_ms,
+            "window_chunks": window,
             "loadavg_1m": os.getloadavg()[0],
             "offered_samples_per_s": offered,
             "durable_samples_per_s": round(durable),
@@ -545,6 +550,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="real-time rigs' chunk length")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=P.DEFAULT_MAX_INFLIGHT_CHUNKS,
+        help="credit window (chunks) the controller announces (sustained part)",
+    )
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-sustained", action="store_true")
     args = ap.parse_args()
@@ -573,7 +584,7 @@ def main() -> None:
         )
     if not args.skip_sustained:
         for n in (int(x) for x in args.rigs.split(",")):
-            result = sustained(n, args.procs, args.warmup, args.duration, args.chunk_ms)
+            result = sustained(n, args.procs, args.warmup, args.duration, args.chunk_ms, args.window)
             emit(**result)
             if not result["sustained"]:
                 break

@@ -74,6 +74,7 @@ class AgentConfig:
     eos_retry_s: float = EOS_RETRY_S
     ack_timeout_s: float = ACK_TIMEOUT_S
     software_version: str = "0.1.0"
+    coalesce: bool = True  # join a backlog of queued chunks into chunks of up to 100 ms
     curve_server_key: bytes | None = None  # Z85 public key of the controller
     curve_public_key: bytes | None = None
     curve_secret_key: bytes | None = None
@@ -947,7 +948,7 @@ class RigAgent:
             if stream is None or out.last_seq <= stream.durable_seq:
                 self._free(out)  # acknowledged meanwhile (or session forgotten): nothing to send
                 continue
-            if self._pending and out.spool_id is None:
+            if self._pending and out.spool_id is None and self.config.coalesce:
                 out = self._coalesce(out)
             if self.inflight_chunks and self.inflight_bytes + out.nbytes > self.max_inflight_bytes:
                 self._pending.appendleft(out)

@@ -61,7 +61,11 @@ MAX_MESSAGE_BYTES: Final = MAX_CHUNK_BYTES + CHUNK_HEADER_SIZE + MAX_SAMPLES_PER
 # Defaults a controller announces in WELCOME (docs/protocol.md, "Liveness" and "Flow control").
 DEFAULT_HEARTBEAT_INTERVAL_S: Final = 1.0  # architecture.md: about 1 s
 HEARTBEAT_MISSES_DEAD: Final = 3  # dead after 3 missed beats
-DEFAULT_MAX_INFLIGHT_CHUNKS: Final = 256  # ~5 s of 20 ms chunks: covers fsync batching + RTT
+# Credit window: 32 chunks = 0.64 s at 20 ms, several times the ack latency (≤ 100 ms coalescing
+# + a group-committed fsync + a round trip). A larger window only parks a slow controller's backlog
+# as small messages in socket buffers; with 32 it stays at the rig, where it is joined into
+# 100 ms chunks (merge_chunks). Measured: 200 rigs at load 9, durable/offered 0.76 → 0.95.
+DEFAULT_MAX_INFLIGHT_CHUNKS: Final = 32
 DEFAULT_MAX_INFLIGHT_BYTES: Final = 4 * 1024 * 1024
 ACK_COALESCE_S: Final = 0.05  # a controller sends ≤ 1 DATA_ACK per session per 50 ms (§10)
 ACK_MAX_DELAY_S: Final = 0.1  # ... but acknowledges durable data within 100 ms
