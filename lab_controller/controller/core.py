@@ -659,6 +659,9 @@ class Controller:
             return
         rec = self.registry.get(session.rig_id)
         if rec is not None:
+            if self._acked.get(sid, -1) != durable:  # the final DATA_ACK first, uncoalesced
+                self._send_rig(rec, self._data_ack(sid))
+                self._acked[sid] = durable
             self._send_rig(rec, P.EndOfStreamAck(session_id=sid, durable_seq=ex.eos.last_seq))
         if session.active:
             final = {

@@ -323,6 +323,7 @@ class ScriptedRig:
             self._ack(msg.session_id, msg.durable_seq)
         elif isinstance(msg, P.EndOfStreamAck):
             self.eos_pending.pop(msg.session_id, None)
+            self._ack(msg.session_id, msg.durable_seq)  # the rig forgets the session (§11)
         elif isinstance(msg, P.Cue):
             self.cues.append(msg)
         elif isinstance(msg, P.Error):

@@ -46,7 +46,7 @@ def test_rig_registers_streams_and_finishes(harness: Harness) -> None:
     states = [e["to"] for e in show["events"]]
     assert states == ["assigned", "armed", "running", "stopping", "finished"] or \
         states == ["assigned", "running", "stopping", "finished"]
-    assert not rig.eos_pending and not rig.store
+    assert rig.wait(lambda: not rig.eos_pending and not rig.store, 2)
     ctrl.stop()
     assert harness.sink is not None
     harness.sink.close()
