@@ -122,15 +122,15 @@ class PoseBatch:
 
         ``floats``: the chunk's float32 buffer, ``count × T × 7`` poses then ``count × A``
         analog; ``mask``: the optional validity mask bytes (``count × ceil(T/8)``, LSB first),
-        None = every tracker valid. Corrected time = rig time + ``clock_offset_s`` (the
-        controller's estimate of controller clock minus rig clock), in Unix µs.
+        None = every tracker valid. ``clock_offset_s`` is the protocol's offset, rig clock minus
+        controller clock (docs/protocol.md §13); corrected time = rig time − offset, in Unix µs.
         """
         buf = np.frombuffer(floats, dtype="<f4") if not isinstance(floats, np.ndarray) else floats
         per = trackers * 7
         poses = buf[: count * per].reshape(count, trackers, 7)
         an = buf[count * per : count * (per + analog)].reshape(count, analog)
         rig_time = rig_time_first + np.arange(count, dtype=np.float64) * period
-        time_us = np.rint((rig_time + clock_offset_s) * 1e6).astype(np.int64)
+        time_us = np.rint((rig_time - clock_offset_s) * 1e6).astype(np.int64)
         if mask is None:
             valid = np.full(count, (1 << trackers) - 1 if trackers < 32 else -1, dtype=np.int32)
         else:

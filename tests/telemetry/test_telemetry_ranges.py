@@ -85,7 +85,7 @@ def test_pose_batch_from_the_protocol_worked_example() -> None:
     nan7 = [float("nan")] * 7
     floats = np.array(torch0 + torch0 + torch0 + nan7 + [0.0, 1.0], dtype="<f4").tobytes()
     sid = uuid.UUID("6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b")
-    b = PoseBatch.from_chunk(sid, "rig-7", 240, 2, 2, 1, floats, 5123.25, 1 / 120, 1.7e9,
+    b = PoseBatch.from_chunk(sid, "rig-7", 240, 2, 2, 1, floats, 5123.25, 1 / 120, -1.7e9,
                              mask=bytes([0x03, 0x01]))  # fmt: skip
     assert b.seqs.tolist() == [240, 241]
     assert b.valid_mask.tolist() == [0b11, 0b01]
