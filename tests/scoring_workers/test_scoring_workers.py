@@ -212,3 +212,15 @@ def test_worker_protocol_refuses_another_major_version() -> None:
     valid = np.array([[True, False, True], [False, True, True]])
     p, v = W.unpack_chunk(2, 3, W.pack_chunk(poses, valid))
     assert np.array_equal(p, poses) and np.array_equal(v, valid)
+
+
+def test_worker_protocol_is_a_leaf() -> None:
+    """worker_protocol.py imports nothing from the project except lab_controller.protocol."""
+    import ast
+
+    tree = ast.parse(Path(W.__file__).read_text())
+    mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    ours = {m for m in mods if m.split(".")[0] in
+            ("lab_controller", "telemetry", "sim_kernels", "devices", "dashboards")}
+    assert ours <= {"lab_controller.protocol"}, ours
