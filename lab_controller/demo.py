@@ -181,6 +181,7 @@ class DemoRun:
         controller = Controller(cfg, pipeline.sink, observers=[pipeline.observer],
                                 event_sink=pipeline.on_event)
         controller.start()
+        pipeline.attach(controller, interval_s=2.0)
         self.say(f"controller listening on {cfg.control_endpoint} (control), "
                  f"{cfg.data_endpoint} (data), {cfg.api_endpoint} (instructor API)")
         from devices.fleet import Fleet, FleetSpec  # the demo is where the controller meets rigs

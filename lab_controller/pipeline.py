@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lab_controller import protocol as P
+from lab_controller.controller.core import Controller
 from lab_controller.controller.observers import SessionInfo
 from lab_controller.controller.sessions import SessionEvent as ControllerEvent
 from lab_controller.controller.sessions import SessionState
@@ -40,6 +41,7 @@ from lab_controller.scoring import FinalResult, ScoreWindow, SessionScorer
 from sim_kernels.parameters import CUE_TEXT
 from sim_kernels.session import ExerciseModel
 from telemetry import records as rec
+from telemetry import schema as tschema
 from telemetry.writer import TelemetryWriter, WriterConfig, WriterError
 
 log = logging.getLogger(__name__)
@@ -361,6 +363,8 @@ class ScoringObserver:
 
 
 def _class_of(info: SessionInfo) -> str | None:
+    if info.class_id:
+        return info.class_id
     value = info.params.get("class_id") if info.params else None
     return str(value) if value else None
 
@@ -436,6 +440,8 @@ class LabPipeline:
         self.observer = ScoringObserver(self)
         self.live: dict[str, LiveSession] = {}
         self.dropped_records = 0
+        self._metrics_stop = threading.Event()
+        self._metrics_thread: threading.Thread | None = None
 
     def submit(self, record: rec.Record) -> None:
         """Low-rate records (windows, cues, events, results): block briefly, never drop silently."""
@@ -478,6 +484,49 @@ class LabPipeline:
             exercise_id=row.get("exercise_id"),
         ))
 
+    def attach(self, controller: Controller, interval_s: float = 5.0) -> None:
+        """Record the controller's operations metrics every `interval_s` (Lab operations board).
+
+        Gauges: rigs online, each rig's sample rate and clock offset. Cumulative counters (reset
+        when the process restarts, as docs/telemetry.md defines): frames NACKed per bad-input
+        kind, duplicate samples dropped.
+        """
+        self._metrics_stop.clear()
+
+        def loop() -> None:
+            while not self._metrics_stop.wait(interval_s):
+                try:
+                    self._emit_metrics(controller)
+                except RuntimeError as exc:  # a registry resized under us: next tick
+                    log.debug("metrics skipped: %s", exc)
+
+        self._metrics_thread = threading.Thread(target=loop, name="ops-metrics", daemon=True)
+        self._metrics_thread.start()
+
+    def _emit_metrics(self, controller: Controller) -> None:
+        now = _us(time.time())
+        out: list[rec.OpsMetric] = []
+        rigs = list(controller.registry)
+        out.append(rec.OpsMetric(now, "controller", tschema.METRIC_RIGS_ONLINE,
+                                 float(sum(1 for r in rigs if r.alive))))
+        for r in rigs:
+            row = controller.rig_row(r)
+            out.append(rec.OpsMetric(now, "controller", tschema.METRIC_SAMPLE_RATE_HZ,
+                                     float(row.get("rate_hz") or 0.0), rig_id=r.rig_id))
+            offset = row.get("clock_offset_s")
+            if offset is not None:
+                out.append(rec.OpsMetric(now, "controller", tschema.METRIC_CLOCK_OFFSET_MS,
+                                         1000.0 * float(offset), rig_id=r.rig_id))
+        for kind, count in controller.bad.snapshot().items():
+            out.append(rec.OpsMetric(now, "controller", tschema.METRIC_FRAMES_NACKED,
+                                     float(count), label=kind))
+        dups = sum(int(controller.session_row(s).get("duplicates", 0))
+                   for s in controller.sessions.all())
+        out.append(rec.OpsMetric(now, "controller", tschema.METRIC_FRAMES_DROPPED, float(dups),
+                                 label="duplicate"))
+        for m in out:
+            self.submit(m)
+
     def start(self) -> LabPipeline:
         """Compile the scoring kernels now (no JIT on the cue path), then start the writer."""
         if self.scoring:
@@ -489,5 +538,8 @@ class LabPipeline:
 
     def close(self, timeout: float = 30.0) -> None:
         """Store everything queued, then close the writer (after the controller stopped)."""
+        self._metrics_stop.set()
+        if self._metrics_thread is not None:
+            self._metrics_thread.join(timeout)
         self.writer.flush(timeout)
         self.writer.close(timeout)

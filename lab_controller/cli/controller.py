@@ -122,8 +122,13 @@ def controller_group() -> None:
               help="Stop acknowledging (back-pressure) when the spool holds this much.")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats.")
 @click.option("--grace", type=float, help="Seconds an interrupted session waits for its rig.")
+@click.option("--store", type=click.Choice(["telemetry", "spool"]), default="telemetry",
+              show_default=True,
+              help="telemetry: score every session and store everything in TimescaleDB (the "
+              "configured DSN or the managed database, migrated at start); spool: keep samples "
+              "in the local spool only (no database, no scoring).")
 @click.option("--sink", "sink_spec", help="module:factory(settings) returning a DurableSink "
-              "(default: the spool).")
+              "(overrides --store).")
 @click.option("--observer", "observer_specs", multiple=True,
               help="module:factory(settings) returning a SessionObserver (repeatable).")
 @click.pass_context
@@ -136,6 +141,7 @@ def run_command(
     spool_max_bytes: int | None,
     heartbeat_interval: float | None,
     grace: float | None,
+    store: str,
     sink_spec: str | None,
     observer_specs: tuple[str, ...],
 ) -> None:
@@ -158,15 +164,37 @@ def run_command(
         except SecurityError as exc:
             raise CliError(str(exc)) from exc
     sink: DurableSink
+    pipeline = None
+    event_sink = None
+    observers: list[SessionObserver] = []
     if sink_spec:
         sink = _load_factory(sink_spec)(settings)
+    elif store == "telemetry":
+        from lab_controller.cli.db import database_dsn
+        from lab_controller.pipeline import LabPipeline
+        from telemetry.migrate import migrate
+        from telemetry.writer import WriterConfig
+
+        dsn = database_dsn(settings, start=True)
+        try:
+            migrate(dsn)
+        except Exception as exc:
+            raise CliError(f"cannot migrate the telemetry database: {exc}") from exc
+        pipeline = LabPipeline(dsn, WriterConfig(site_id=settings.site_id,
+                                                 spool_dir=settings.spool_dir / "writer"))
+        pipeline.start()
+        sink = pipeline.sink
+        observers.append(pipeline.observer)
+        event_sink = pipeline.on_event
     else:
         # Its own subdirectory: one Spool per directory (the telemetry writer's outage spool
         # lives beside it under the same spool_dir).
         sink = SpoolSink(spool_dir or settings.spool_dir / "controller", max_bytes=spool_max_bytes)
-    observers: list[SessionObserver] = [_load_factory(s)(settings) for s in observer_specs]
+    observers.extend(_load_factory(s)(settings) for s in observer_specs)
     ctrl = Controller(cfg, sink, observers=observers, security=security,
-                      scene_for=exercise_scene)
+                      scene_for=exercise_scene, event_sink=event_sink)
+    if pipeline is not None:
+        pipeline.attach(ctrl)
     done = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -178,6 +206,8 @@ def run_command(
         endpoints = ctrl.start()
     except Exception as exc:
         sink.close()
+        if pipeline is not None:
+            pipeline.close()
         raise CliError(f"controller failed to start: {exc}") from exc
     mode = "CurveZMQ" if security else "plain (loopback)"
     click.echo(f"controller {ctrl.controller_id} pid {os.getpid()} {mode} listening: "
@@ -188,6 +218,8 @@ def run_command(
     finally:
         ctrl.stop()
         sink.close()
+        if pipeline is not None:
+            pipeline.close()
         click.echo("controller stopped")
 
 

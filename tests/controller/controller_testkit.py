@@ -375,10 +375,18 @@ def spawn_agent(control: str, rig_id: str, *extra: str, log: Path | None = None
 
 
 def spawn_controller(ports: tuple[int, int, int], spool: Path, *extra: str,
-                     log: Path | None = None) -> subprocess.Popen[bytes]:
-    """`labctl controller run` as its own process; returns once it listens."""
+                     log: Path | None = None, dsn: str | None = None) -> subprocess.Popen[bytes]:
+    """`labctl controller run` as its own process; returns once it listens.
+
+    Without `dsn` the controller keeps samples in its spool (`--store spool`); with one it
+    scores and stores everything in that TimescaleDB (`--store telemetry`, the default).
+    """
     c, d, a = ports
     env = dict(os.environ, LABCTL_STATE_DIR=str(spool.parent / "state"))
+    if dsn is None:
+        extra = ("--store", "spool", *extra)
+    else:
+        env["LABCTL_DATABASE__DSN"] = dsn
     out_path = log or spool.parent / "controller.log"
     out = open(out_path, "ab")  # noqa: SIM115
     p = subprocess.Popen(
@@ -386,7 +394,8 @@ def spawn_controller(ports: tuple[int, int, int], spool: Path, *extra: str,
          "--control", f"tcp://127.0.0.1:{c}", "--data", f"tcp://127.0.0.1:{d}",
          "--api", f"tcp://127.0.0.1:{a}", "--spool-dir", str(spool), *extra],
         cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    end = time.monotonic() + 15
+    # With the telemetry store the controller migrates and compiles the kernels first.
+    end = time.monotonic() + (15 if dsn is None else 90)
     while time.monotonic() < end:
         if "listening" in out_path.read_text(errors="replace").split("controller stopped")[-1]:
             return p

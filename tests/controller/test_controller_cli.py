@@ -66,7 +66,8 @@ def test_controller_run_refuses_plain_text_beyond_loopback(tmp_path: Path) -> No
     """`labctl controller run` on a non-loopback endpoint without keys: one-line refusal."""
     p = subprocess.run([sys.executable, "-m", "lab_controller.cli", "controller", "run",
                         "--control", "tcp://0.0.0.0:0", "--data", "tcp://127.0.0.1:0",
-                        "--api", "tcp://127.0.0.1:0", "--spool-dir", str(tmp_path / "sp")],
+                        "--api", "tcp://127.0.0.1:0", "--spool-dir", str(tmp_path / "sp"),
+                        "--store", "spool"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "plain (unencrypted) endpoints beyond loopback" in p.stderr
