@@ -369,3 +369,34 @@ def published(dsn: str, competition_id: str, event_id: str) -> dict[str, Any] | 
 def audit_trail(dsn: str, competition_id: str) -> list[dict[str, Any]]:
     return _rows(dsn, "SELECT * FROM competition_audit WHERE competition_id = %s "
                       "ORDER BY audit_id", (competition_id,))
+
+
+def provisional_scores(dsn: str, competition_id: str, event_id: str) -> list[dict[str, Any]]:
+    """Live measured scores of an event's competitors that have no official mark yet.
+
+    The pipeline's final result when the session has one (``results``, newest), else the mean
+    window score so far (``score_windows``): what the live leaderboard shows until the referee
+    marks from the stored samples.
+    """
+    return _rows(dsn, PROVISIONAL_SQL, (competition_id, event_id))
+
+
+PROVISIONAL_SQL = """
+SELECT e.competitor_id,
+       coalesce(r.final_score::float8, w.score) AS score,
+       (r.components->>'time_in_window')::float8 AS time_in_window,
+       CASE WHEN r.final_score IS NOT NULL THEN 'result' ELSE 'windows' END AS source
+FROM heat_entries e
+JOIN competition_heats h USING (competition_id, heat_id)
+LEFT JOIN LATERAL (
+    SELECT final_score, components FROM results
+    WHERE session_id = e.session_id ORDER BY scored_at DESC LIMIT 1) r ON true
+LEFT JOIN LATERAL (
+    SELECT avg(window_score)::float8 AS score FROM score_windows
+    WHERE session_id = e.session_id AND window_score = window_score) w ON true
+WHERE e.competition_id = %s AND h.event_id = %s AND e.session_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM referee_marks m WHERE m.competition_id = e.competition_id
+                  AND m.event_id = h.event_id AND m.competitor_id = e.competitor_id
+                  AND m.purpose = 'official')
+  AND coalesce(r.final_score::float8, w.score) IS NOT NULL
+"""

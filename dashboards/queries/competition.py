@@ -2,9 +2,10 @@
 
 Table names are those of telemetry migration 0010 (``telemetry/competition.py`` holds the
 writes); the standings reproduce ``lab_controller.competition.rules`` in SQL — the total,
-the judgement rule (mean of three 0-3 marks / 3 per aspect, counted once every aspect has
-``judges_required`` marks) and the tie-break (total, measurement, judgement, time in window,
-each at 2 decimals; equal keys share a rank). tests/competition checks both agree.
+the provisional (live) measured score until the referee's mark, the judgement rule (mean of
+three 0-3 marks / 3 per aspect, counted once every aspect has ``judges_required`` marks) and
+the tie-break (total, measurement, judgement, time in window, each at 2 decimals; equal keys
+share a rank). tests/competition checks both agree.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ WITH rules AS (
   GROUP BY a.competitor_id, r.judges, r.n_aspects
 ), rows AS (
   SELECT e.heat_id, c.bib, c.competitor_id, c.site_id, e.start_state, e.reason,
-         m.score AS measurement, jd.judgement,
-         (m.result->'components'->>'time_in_window')::float8 AS time_in_window,
-         round(((1 - r.w) * m.score + r.w * coalesce(jd.judgement, 0))::numeric, 2) AS total,
+         coalesce(m.score, pr.score, pw.score) AS measurement, jd.judgement,
+         coalesce((m.result->'components'->>'time_in_window')::float8, pr.tiw)
+           AS time_in_window,
+         round(((1 - r.w) * coalesce(m.score, pr.score, pw.score)
+                + r.w * coalesce(jd.judgement, 0))::numeric, 2) AS total,
+         m.mark_id IS NULL AS provisional,
          coalesce(jd.needs_review, false) AS needs_review
   FROM heat_entries e
   JOIN competition_heats h USING (competition_id, heat_id)
@@ -72,6 +76,16 @@ WITH rules AS (
   LEFT JOIN referee_marks m ON m.competition_id = e.competition_id
        AND m.event_id = h.event_id AND m.competitor_id = e.competitor_id
        AND m.purpose = 'official'
+  -- live until the referee marks: the pipeline's final result, else the mean window score
+  -- (windows within the dashboard's time range)
+  LEFT JOIN LATERAL (
+    SELECT x.final_score::float8 AS score, (x.components->>'time_in_window')::float8 AS tiw
+    FROM results x WHERE x.session_id = e.session_id
+    ORDER BY x.scored_at DESC LIMIT 1) pr ON m.mark_id IS NULL
+  LEFT JOIN LATERAL (
+    SELECT avg(sw.window_score)::float8 AS score FROM score_windows sw
+    WHERE sw.session_id = e.session_id AND $__timeFilter(sw.time)
+      AND sw.window_score = sw.window_score) pw ON m.mark_id IS NULL AND pr.score IS NULL
   LEFT JOIN judged jd ON jd.competitor_id = e.competitor_id
   WHERE e.competition_id = '$competition' AND h.event_id = '$event'{heat_filter}
 )
@@ -82,6 +96,7 @@ SELECT CASE WHEN total IS NOT NULL THEN rank() OVER (
        bib, competitor_id, site_id, heat_id, total,
        round(measurement::numeric, 2) AS measured, round(judgement::numeric, 2) AS judged,
        CASE WHEN total IS NULL THEN start_state || ': ' || reason
+            WHEN provisional THEN 'provisional (live, not yet marked by the referee)'
             WHEN needs_review THEN 'judges differ by more than 1: review'
             WHEN judgement IS NULL THEN 'judge marks pending' ELSE '' END AS note
 FROM rows

@@ -13,6 +13,10 @@ is 100 × the mean over the event's aspects. It counts only when every aspect ha
 Total = (1 − w) × measurement + w × judgement, w = ``judgement_weight`` (default 0.2, the
 80/20 practical/theory split of the domain notes applied to measured/judged criteria).
 
+Measured score: the referee's official mark (from the stored samples) when there is one,
+else the live provisional score (the pipeline's final result, or the mean window score while
+the session runs), shown as ``provisional``.
+
 Ranking: total descending, compared at the published precision (2 decimals); ties broken by,
 in order, (1) the higher measurement score, (2) the higher judgement score, (3) the higher
 time-in-window component of the referee's mark (the rubric's core criterion). Competitors
@@ -89,7 +93,7 @@ class Standing:
     time_in_window: float | None
     complete: bool
     needs_review: bool
-    state: str  # started / late / failed / planned / scored
+    state: str  # scored (official mark) / provisional (live) / started / late / failed
     reason: str = ""
     rank: int | None = None
     aspects: list[dict[str, Any]] = field(default_factory=list)
@@ -133,7 +137,10 @@ def leaderboard(competitors: Sequence[Mapping[str, Any]],
         if meas is not None:
             total = round((1.0 - w) * meas + w * (jscore or 0.0), prec)
         complete = meas is not None and (jscore is not None or w == 0.0 or not r["aspects"])
-        state = "scored" if m is not None else str(e.get("start_state", "planned"))
+        if m is None:
+            state = str(e.get("start_state", "planned"))
+        else:
+            state = "provisional" if m.get("provisional") else "scored"
         rows.append(Standing(
             competitor_id=cid, bib=int(c["bib"]), site_id=str(c["site_id"]),
             heat_id=e.get("heat_id"), measurement=meas, judgement=jscore, total=total,

@@ -200,9 +200,12 @@ class Competitions:
                     heat_id: str | None = None) -> list[rules.Standing]:
         entries = [e for e in db.heat_entries(self.dsn, competition_id)
                    if e["event_id"] == event_id]
+        marks = db.marks(self.dsn, competition_id, event_id) + [
+            {"competitor_id": p["competitor_id"], "score": p["score"], "provisional": True,
+             "result": {"components": {"time_in_window": p["time_in_window"]}}}
+            for p in db.provisional_scores(self.dsn, competition_id, event_id)]
         return rules.leaderboard(
-            db.competitors(self.dsn, competition_id), entries,
-            db.marks(self.dsn, competition_id, event_id),
+            db.competitors(self.dsn, competition_id), entries, marks,
             db.judge_marks(self.dsn, competition_id, event_id),
             self.rules_of(competition_id), heat_id)
 

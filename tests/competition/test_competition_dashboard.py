@@ -16,11 +16,13 @@ from dashboards.check import Column, Result, check_dashboard
 from dashboards.macros import TimeRange
 from dashboards.queries import competition as cq
 from lab_controller.competition import rules
+from lab_controller.competition.service import Competitions
 from telemetry import competition as tcomp
 from telemetry import reference as tref
 from telemetry.migrate import migrate
 
 CID = "dash-cup"
+PROVISIONAL = "00000000-0000-4000-8000-0000000000f0"
 NOW = datetime.now(tz=UTC)
 RANGE = TimeRange(NOW - timedelta(days=1), NOW, timedelta(minutes=1))
 
@@ -50,14 +52,14 @@ def fill(dsn: str) -> None:
     tcomp.add_heat(dsn, CID, "h1", "ev")
     tcomp.add_heat(dsn, CID, "h2", "ev")
     scores = {"A": (80.004, 0.7), "B": (80.0, 0.8), "C": (91.0, 0.9), "D": (79.0, 0.5),
-              "E": (None, None)}
+              "E": (None, None), "F": (None, None)}
     entries = []
-    for i, (comp, (score, _)) in enumerate(scores.items()):
+    for i, comp in enumerate(scores):
         tcomp.add_competitor(dsn, CID, comp, 10 + i, "site-a" if i % 2 else "site-b")
         entries.append({"competitor_id": comp, "site_id": "site-a" if i % 2 else "site-b",
-                        "rig_id": f"r{i}", "session_id": None,
-                        "start_state": "failed" if score is None else "started",
-                        "reason": "dead (no heartbeat)" if score is None else "",
+                        "rig_id": f"r{i}", "session_id": PROVISIONAL if comp == "F" else None,
+                        "start_state": "failed" if comp == "E" else "started",
+                        "reason": "dead (no heartbeat)" if comp == "E" else "",
                         "start_time_us": None, "start_offset_ms": 1.5})
     for heat, part in (("h1", entries[:3]), ("h2", entries[3:])):
         tcomp.record_heat_start(dsn, CID, heat, state="started", agreed_start_us=0,
@@ -79,6 +81,10 @@ def fill(dsn: str) -> None:
     for comp, marks in (("A", (2, 2, 2)), ("B", (2, 2, 2)), ("C", (3, 1, 3)), ("D", (1, 1))):
         for judge, m in zip(("J1", "J2", "J3"), marks, strict=False):
             tcomp.put_judge_mark(dsn, CID, "ev", comp, "bead", judge, m)
+    with psycopg.connect(dsn) as conn:  # F: the live pipeline's result, no referee mark yet
+        conn.execute("INSERT INTO results (session_id, rubric_id, rubric_version, site_id, "
+                     "final_score, passed, components) VALUES (%s, 'r', 1, 'site-b', 84.5, "
+                     "true, '{\"time_in_window\": 0.6}')", (PROVISIONAL,))
     off = tcomp.marks(dsn, CID, "ev")[0]
     tcomp.insert_appeal(dsn, {"competition_id": CID, "event_id": "ev", "competitor_id": "A",
                               "reason": "r", "official_mark_id": off["mark_id"],
@@ -105,14 +111,14 @@ def test_sql_standings_equal_the_python_leaderboard(db_dsn: str, heat: str | Non
         fill(db_dsn)
     q = cq.HEAT_STANDINGS if heat else cq.STANDINGS
     sql = q.sql.replace("$competition", CID).replace("$event", "ev").replace(
-        "($heat)", f"('{heat}')")
+        "($heat)", f"('{heat}')").replace("$__timeFilter(sw.time)", "true")
     with psycopg.connect(db_dsn) as conn:
         rows = conn.execute(sql.encode()).fetchall()
-    py = rules.leaderboard(tcomp.competitors(db_dsn, CID), tcomp.heat_entries(db_dsn, CID),
-                           tcomp.marks(db_dsn, CID, "ev"), tcomp.judge_marks(db_dsn, CID, "ev"),
-                           tcomp.competition(db_dsn, CID)["rules"], heat)  # type: ignore[index]
+    py = Competitions(db_dsn).leaderboard(CID, "ev", heat)
     assert [(r[0], r[2], None if r[5] is None else float(r[5])) for r in rows] == \
         [(s.rank, s.competitor_id, s.total) for s in py]
     if heat is None:  # C first; A and B equal at 2 decimals, B wins on time in window
-        assert [s.competitor_id for s in py][:3] == ["C", "B", "A"]
+        # F is live (pipeline result 84.5, judges pending: counts 0 until they mark)
+        assert [s.competitor_id for s in py][:4] == ["C", "B", "A", "F"]
+        assert py[3].state == "provisional" and "provisional" in rows[3][8]
         assert py[-1].competitor_id == "E" and py[-1].rank is None
