@@ -63,6 +63,8 @@ REPLAY_PIECE = 1024
 # A worker with this many chunks unanswered gets no more until it catches up (the callers
 # then block on their inproc socket: back-pressure up to the controller's observer queue).
 MAX_INFLIGHT = 4096
+# Final results kept for wait_final() after their session is done (the listener has them too).
+FINALS_KEPT = 4096
 _OP = struct.Struct("<c36sqqdd")  # op, session id text, first_seq, n, rig_time_first, period
 
 
@@ -185,12 +187,13 @@ def serve(connect: str, worker_id: str | None = None, *, heartbeat_s: float = W.
                     frames = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
+                msg: dict[str, Any] = {}
                 try:
                     msg, payload = W.decode(frames)
                     _handle(msg, payload, sessions, scorers, send)
                 except (W.WorkerProtocolError, ValueError, KeyError) as exc:
-                    send({"type": "error", "session_id": locals().get("msg", {}).get(
-                        "session_id"), "detail": str(exc)[:500]})
+                    send({"type": "error", "session_id": msg.get("session_id"),
+                          "detail": str(exc)[:500]})
     finally:
         sock.close(0)
         ctx.term()
@@ -371,6 +374,7 @@ class ScoringPool:
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
         self._pending: dict[str, list[_Chunk]] = {}
+        self._finals: collections.OrderedDict[str, _Session] = collections.OrderedDict()
         self._replayed: set[str] = set()
         self._workers: dict[bytes, _Worker] = {}
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -479,12 +483,12 @@ class ScoringPool:
 
     def wait_final(self, session_id: str, timeout_s: float = 30.0) -> FinalResult:
         with self._lock:
-            s = self._sessions.get(session_id)
+            s = self._sessions.get(session_id) or self._finals.get(session_id)
         if s is None or not s.done.wait(timeout_s) or s.final is None:
             raise TimeoutError(f"no final result for {session_id}"
                                + (f": {s.error}" if s is not None and s.error else ""))
         with self._lock:
-            self._sessions.pop(session_id, None)
+            self._finals.pop(session_id, None)
         return s.final
 
     def session_stats(self, session_id: str) -> dict[str, Any]:
@@ -646,6 +650,11 @@ class ScoringPool:
         elif kind == "final":
             s.final = final_from_json(msg["result"])
             w.sessions.discard(sid)
+            with self._lock:  # done: keep only the result, for wait_final (bounded)
+                self._sessions.pop(sid, None)
+                self._finals[sid] = s
+                while len(self._finals) > FINALS_KEPT:
+                    self._finals.popitem(last=False)
             if self.listener is not None:
                 self.listener.on_final(sid, s.meta, s.final)
             s.done.set()
@@ -830,6 +839,9 @@ class PoolScoringObserver:
             self.pool.finish(session_id)
         else:
             self.pool.close_session(session_id)
+            end = getattr(self.pool.listener, "on_end", None)
+            if end is not None:
+                end(session_id, final_state)
 
 
 def _direction(word: str) -> P.CueDirection:
@@ -911,6 +923,10 @@ class PipelineOutputs:
         live = self.p.live.get(session_id)
         if live is not None:
             live.cues += sum(1 for c in cues if c.active)
+
+    def on_end(self, session_id: str, final_state: str) -> None:
+        """Aborted / failed: no mark (as in-process); forget the session."""
+        self._state.pop(session_id, None)
 
     def on_final(self, session_id: str, meta: Any, result: FinalResult) -> None:
         from lab_controller.pipeline import _result_record
