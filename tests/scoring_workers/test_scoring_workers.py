@@ -224,3 +224,29 @@ def test_worker_protocol_is_a_leaf() -> None:
     ours = {m for m in mods if m.split(".")[0] in
             ("lab_controller", "telemetry", "sim_kernels", "devices", "dashboards")}
     assert ours <= {"lab_controller.protocol"}, ours
+
+
+def test_sessions_wait_for_a_first_worker_without_losing_data() -> None:
+    """No worker yet (retain everything, no history): chunks are kept; the first worker to
+    say ready gets the session replayed from its first sample."""
+    col = Collect()
+    pool = ScoringPool(listener=col).start()
+    try:
+        poses, valid = session_data(5, 800)
+        sid = str(uuid.uuid4())
+        pool.open(sid, EXERCISE, RATE)
+        for a in range(0, 400, CHUNK):
+            pool.feed(sid, a, 100.0 + a / RATE, 1 / RATE, poses[a:a + CHUNK], valid[a:a + CHUNK])
+        pool.spawn(1)
+        pool.wait_workers(1)
+        for a in range(400, 800, CHUNK):
+            pool.feed(sid, a, 100.0 + a / RATE, 1 / RATE, poses[a:a + CHUNK], valid[a:a + CHUNK])
+        pool.finish(sid)
+        final = pool.wait_final(sid, 60)
+        windows, cues, ref = in_process(poses, valid)
+        assert final_to_json(final) == final_to_json(ref)
+        assert same_windows(col.windows[sid], windows)
+        assert [dataclasses.astuple(c) for c in col.cues.get(sid, [])] == \
+            [dataclasses.astuple(c) for c in cues]
+    finally:
+        pool.close()
