@@ -127,6 +127,12 @@ def controller_group() -> None:
               help="telemetry: score every session and store everything in TimescaleDB (the "
               "configured DSN or the managed database, migrated at start); spool: keep samples "
               "in the local spool only (no database, no scoring).")
+@click.option("--scoring-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Score in N local worker processes behind a ZeroMQ pool instead of in this "
+              "process (0 = in-process). Workers on other machines join with "
+              "`labctl workers run --connect` to --scoring-bind.")
+@click.option("--scoring-bind", default="tcp://127.0.0.1:5570", show_default=True,
+              help="Endpoint of the scoring pool (with --scoring-workers or remote workers).")
 @click.option("--sink", "sink_spec", help="module:factory(settings) returning a DurableSink "
               "(overrides --store).")
 @click.option("--observer", "observer_specs", multiple=True,
@@ -142,6 +148,8 @@ def run_command(
     heartbeat_interval: float | None,
     grace: float | None,
     store: str,
+    scoring_workers: int,
+    scoring_bind: str,
     sink_spec: str | None,
     observer_specs: tuple[str, ...],
 ) -> None:
@@ -165,6 +173,7 @@ def run_command(
             raise CliError(str(exc)) from exc
     sink: DurableSink
     pipeline = None
+    pool = None
     event_sink = None
     observers: list[SessionObserver] = []
     if sink_spec:
@@ -181,11 +190,25 @@ def run_command(
         except Exception as exc:
             raise CliError(f"cannot migrate the telemetry database: {exc}") from exc
         pipeline = LabPipeline(dsn, WriterConfig(site_id=settings.site_id,
-                                                 spool_dir=settings.spool_dir / "writer"))
+                                                 spool_dir=settings.spool_dir / "writer"),
+                               scoring=scoring_workers == 0)
         pipeline.start()
         sink = pipeline.sink
         observers.append(pipeline.observer)
         event_sink = pipeline.on_event
+        if scoring_workers > 0:
+            from lab_controller.scoring_workers import (
+                PipelineOutputs,
+                PoolScoringObserver,
+                ScoringPool,
+                telemetry_history,
+            )
+
+            # Sessions stay on one worker; a dead worker's sessions are rebuilt from the
+            # samples stored in TimescaleDB (docs/scoring-workers.md).
+            pool = ScoringPool(scoring_bind, history=telemetry_history(dsn), retain_s=60.0).start()
+            pool.spawn(scoring_workers)
+            observers.append(PoolScoringObserver(pool, PipelineOutputs(pipeline)))
     else:
         # Its own subdirectory: one Spool per directory (the telemetry writer's outage spool
         # lives beside it under the same spool_dir).
@@ -218,6 +241,8 @@ def run_command(
     finally:
         ctrl.stop()
         sink.close()
+        if pool is not None:
+            pool.close()
         if pipeline is not None:
             pipeline.close()
         click.echo("controller stopped")

@@ -77,3 +77,38 @@ def test_controller_kill9_restart_with_timescaledb_sink(db_dsn: str, tmp_path: P
             state = conn.execute("SELECT state FROM sessions WHERE session_id = %s",
                                  (uuid.UUID(s),)).fetchone()
             assert state == ("finished",)
+
+
+def test_controller_run_with_scoring_workers(db_dsn: str, tmp_path: Path) -> None:
+    """`--scoring-workers 1`: the kernels run in a worker process; windows and result stored."""
+    ports = (free_port(), free_port(), free_port())
+    spool = tmp_path / "spool"
+    control, api_ep = f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[2]}"
+    ctl = spawn_controller(ports, spool, "--scoring-workers", "1", "--scoring-bind",
+                           f"tcp://127.0.0.1:{free_port()}", dsn=db_dsn)
+    agent = spawn_agent(control, "rig-pw", "--driver", "devices.sim.rig:make_driver",
+                        log=tmp_path / "agent.log")
+    api = ApiClient(api_ep, timeout_s=10)
+    try:
+        assert wait_for(lambda: (_rig(api, "rig-pw") or {}).get("clock_offset_s") is not None, 20)
+        row = api.request(P.ApiSessionStart(rig_id="rig-pw", exercise_id="fillet_t_joint_h",
+                                            trainee="pw1", duration_s=4.0)).data["session"]
+        sid = row["session_id"]
+        assert wait_for(lambda: _session(api, sid)["state"] == "finished", 30)
+        last = _session(api, sid)["end_of_stream"]["last_seq"]
+        time.sleep(1.5)  # the pool's last windows and the result reach the writer
+    finally:
+        api.close()
+        terminate(agent)
+        terminate(ctl)
+    with psycopg.connect(db_dsn) as conn:
+        frames = conn.execute("SELECT count(DISTINCT seq) FROM pose_frames WHERE session_id = %s",
+                              (uuid.UUID(sid),)).fetchone()
+        assert frames == (last + 1,)
+        windows = conn.execute(
+            "SELECT count(*), max(window_idx) - min(window_idx) + 1 FROM score_windows "
+            "WHERE session_id = %s", (uuid.UUID(sid),)).fetchone()
+        assert windows is not None and windows[0] == windows[1] and windows[0] >= 6
+        result = conn.execute("SELECT final_score FROM results WHERE session_id = %s",
+                              (uuid.UUID(sid),)).fetchone()
+        assert result is not None and 0 <= float(result[0]) <= 100
