@@ -1,6 +1,6 @@
 """Grafana dashboards as code for the VR lab, provisioned from `labctl dashboards`.
 
-Public surface: `all_dashboards()` (the five dashboard models), `files` (JSON + provisioning
+Public surface: `all_dashboards()` (the six dashboard models), `files` (JSON + provisioning
 YAML), `provision` (HTTP API through grafana-client), `check` and `macros` (run every panel's
 SQL the way Grafana would).
 """
@@ -12,7 +12,14 @@ from dashboards.common import Json
 
 def all_dashboards() -> list[Json]:
     """Every dashboard model, in menu order."""
-    from dashboards.boards import cohort, live_class, operations, session_review, trainee_progress
+    from dashboards.boards import (
+        cohort,
+        competition,
+        live_class,
+        operations,
+        session_review,
+        trainee_progress,
+    )
 
     return [
         live_class.build(),
@@ -20,6 +27,7 @@ def all_dashboards() -> list[Json]:
         trainee_progress.build(),
         cohort.build(),
         operations.build(),
+        competition.build(),
     ]
 
 

@@ -5,7 +5,8 @@ spray panel) with versioned rubrics; four weeks of finished sessions with per-se
 windows, parameter bands, cues, events, results and per-metric breakdowns (some re-scored with
 rubric v2); and one class running *now* (`NOW`) on four rigs: two fine, one trainee struggling
 (half of the last 10 s out of window) and one rig whose data stopped 20 s ago. Operations
-metrics include counters with a restart (reset) in the middle.
+metrics include counters with a restart (reset) in the middle. A cross-site competition
+(`competition_data`) runs partly on these sessions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import competition_data
 import psycopg
 
 from dashboards.check import Column, Result
@@ -231,7 +233,26 @@ def fill(dsn: str, seed: int = 7) -> list[SessionPlan]:
                                        "lo", "hi"], metrics)
         _copy(conn, "ops_metrics", ["time", "site_id", "component", "rig_id", "name", "label",
                                     "value"], list(_ops_rows(rng)))
+    fill_competition(dsn, sessions)
     return sessions
+
+
+def fill_competition(dsn: str, sessions: list[SessionPlan]) -> None:
+    """The competition of `competition_data` on real lab sessions: F has finished a session
+    (pipeline result, no referee mark yet) and G is in the live class (score windows only), so
+    both provisional paths of the standings run on lab data."""
+    competition_data.fill(dsn, create_sites=False, sessions={
+        comp: (p.site_id, p.rig_id, str(p.session_id))
+        for comp, p in competition_plans(sessions).items()})
+
+
+def competition_plans(sessions: list[SessionPlan]) -> dict[str, SessionPlan]:
+    """Competitor -> the lab session it runs on (F finished, G in the live class)."""
+    return {
+        "F": next(p for p in sessions if p.state == "finished" and p.site_id == "site-a"),
+        competition_data.LIVE_COMPETITOR: next(
+            p for p in sessions if p.state == "running" and p.rig_id == "rig-01"),
+    }
 
 
 def _ops_rows(rng: random.Random) -> Any:

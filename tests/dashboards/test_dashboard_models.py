@@ -30,6 +30,7 @@ EXPECTED = {
     "vr-lab-trainee-progress": "Trainee progress",
     "vr-lab-cohort": "Cohort and research",
     "vr-lab-operations": "Lab operations",
+    "vr-lab-competition": "Competition",
 }
 
 
@@ -44,8 +45,9 @@ def all_sql(model: dict[str, Any]) -> list[str]:
     return sql
 
 
-def test_five_dashboards_with_explicit_unique_uids() -> None:
+def test_six_dashboards_with_explicit_unique_uids() -> None:
     assert {m["uid"]: m["title"] for m in MODELS} == EXPECTED
+    assert [m["uid"] for m in MODELS] == list(EXPECTED)  # menu order, each uid once
     assert all(len(uid) <= 40 for uid in EXPECTED)  # Grafana's uid limit
 
 

@@ -7,6 +7,7 @@ and rows, because the data covers every panel.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,14 @@ import pytest
 from labdata import make_runner
 
 from dashboards import all_dashboards
-from dashboards.boards import cohort, live_class, operations, session_review, trainee_progress
+from dashboards.boards import (
+    cohort,
+    competition,
+    live_class,
+    operations,
+    session_review,
+    trainee_progress,
+)
 from dashboards.check import QueryCheck, check_dashboard
 from dashboards.macros import TimeRange
 from telemetry.migrate import migrate
@@ -34,6 +42,7 @@ def conn(db_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 LIVE = TimeRange(labdata.NOW - timedelta(minutes=15), labdata.NOW, timedelta(seconds=2))
 HISTORY = TimeRange(labdata.NOW - timedelta(days=35), labdata.NOW, timedelta(hours=1))
 LAST_HOUR = TimeRange(labdata.NOW - timedelta(hours=1), labdata.NOW, timedelta(seconds=10))
+DAY = TimeRange(labdata.NOW - timedelta(hours=24), labdata.NOW, timedelta(minutes=1))
 
 # (dashboard builder, range, pinned variables): what an instructor would look at.
 VIEWS = {
@@ -42,6 +51,7 @@ VIEWS = {
     trainee_progress.UID: (trainee_progress.build, HISTORY, {"trainee": labdata.REVIEW_TRAINEE}),
     cohort.UID: (cohort.build, HISTORY, {}),
     operations.UID: (operations.build, LAST_HOUR, {}),
+    competition.UID: (competition.build, DAY, {}),
 }
 
 
@@ -149,3 +159,25 @@ def test_rig_table_keeps_sites_apart(conn: psycopg.Connection[Any]) -> None:
     assert rows[("site-a", "rig-01")]["last_frame"] is not None
     assert rows[("site-b", "rig-01")]["last_frame"] is None
     assert rows[("site-a", labdata.SILENT_RIG)]["since_frame"] == pytest.approx(20, abs=1.5)
+
+
+def test_competition_standings_use_the_lab_sessions(conn: psycopg.Connection[Any]) -> None:
+    """F (finished lab session, no referee mark) counts its pipeline result; G (in the live
+    class) the mean of its score windows in the range; both are marked provisional."""
+    checks = _run(conn, competition.UID)
+    standings = next(c for c in checks if c.query == "competition.STANDINGS")
+    result = make_runner(conn)(standings.sql)
+    names = [c.name for c in result.columns]
+    rows = {r[2]: dict(zip(names, r, strict=True)) for r in result.rows}
+    expected = {}
+    for competitor, plan in labdata.competition_plans(labdata.plans(random.Random(7))).items():
+        sql = ("SELECT final_score FROM results WHERE session_id = %s ORDER BY scored_at DESC"
+               if competitor == "F" else
+               "SELECT avg(window_score) FROM score_windows WHERE session_id = %s")
+        found = conn.execute(sql, (plan.session_id,)).fetchone()
+        assert found is not None and found[0] is not None
+        expected[competitor] = round(float(found[0]), 2)
+    for competitor, measured in expected.items():
+        assert float(rows[competitor]["measured"]) == pytest.approx(measured, abs=0.006)
+        assert rows[competitor]["note"].startswith("provisional")
+    assert rows["E"]["rank"] is None and "dead" in rows["E"]["note"]

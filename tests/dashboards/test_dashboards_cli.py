@@ -71,9 +71,9 @@ def test_provision_twice_reports_no_change_the_second_time(grafana: GrafanaStand
     args = ["dashboards", "provision", "--url", grafana.url, "--token", grafana.token]
     first = invoke(args)
     assert first.exit_code == 0, first.output
-    assert "7 created, 0 updated, 0 unchanged" in first.output
+    assert "8 created, 0 updated, 0 unchanged" in first.output
     second = invoke(args)
-    assert "0 created, 0 updated, 7 unchanged" in second.output
+    assert "0 created, 0 updated, 8 unchanged" in second.output
 
 
 def test_provision_without_url_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
