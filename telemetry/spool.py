@@ -93,6 +93,10 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        if max_bytes is not None:
+            # Space comes back a whole segment at a time: with a size limit, segments of at most
+            # 1/8 of it let a draining spool accept data again long before it is empty.
+            segment_bytes = min(segment_bytes, max(64 * 1024, max_bytes // 8))
         self.segment_bytes = segment_bytes
         self.truncated_bytes = 0
         self._lock = threading.RLock()
@@ -302,7 +306,11 @@ class Spool:
         keep: list[_Segment] = []
         for index, seg in enumerate(self._segments):
             active = index == len(self._segments) - 1
-            if seg.last_id and seg.last_id <= self._consumed and not active:
+            if seg.last_id and seg.last_id <= self._consumed:
+                if active and self._fh is not None:
+                    # Fully consumed active segment: close it; the next append opens a new one.
+                    self._fh.close()
+                    self._fh = None
                 seg.path.unlink(missing_ok=True)
             else:
                 keep.append(seg)

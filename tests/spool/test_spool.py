@@ -129,3 +129,19 @@ def test_synced_records_survive_kill_9(tmp_path: Path) -> None:
     assert len(recs) >= durable
     assert [r.id for r in recs[:durable]] == list(range(1, durable + 1))
     assert recs[999].payload == (999).to_bytes(4, "little") * 8
+
+
+def test_fully_consumed_spool_frees_all_space_even_the_active_segment(tmp_path: Path) -> None:
+    with Spool(tmp_path, max_bytes=10_000) as spool:
+        assert spool.segment_bytes <= 64 * 1024
+        for _ in range(50):
+            spool.append(b"z" * 150)
+        spool.sync()
+        spool.consume_upto(spool.last_id)
+        assert spool.pending_bytes == 0
+        assert list(tmp_path.glob("seg-*.log")) == []
+        # and it takes data again, ids continuing
+        assert spool.append(b"again") == 51
+        spool.sync()
+    with Spool(tmp_path) as spool:
+        assert [r.id for r in spool.records()] == [51]
