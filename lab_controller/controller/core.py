@@ -132,6 +132,10 @@ class Controller:
         self._next_beat = 0.0
         self._next_housekeeping = 0.0
         self._next_prune = 0.0
+        self._last_round = 0.0
+        self._liveness_hold_until = 0.0
+        self._control_backlog = False
+        self.liveness_holds = 0
         self._cue_latency: deque[float] = deque(maxlen=CUE_LATENCY_KEEP)
         self.cues_sent = 0
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
@@ -203,6 +207,10 @@ class Controller:
             log.exception("poll failed")
             time.sleep(0.01)
             return
+        control_msgs = sum(1 for inc in incoming if inc.source == "control")
+        # A full drain batch means heartbeats may still be queued behind it: judge nobody dead
+        # until the control socket is read to the end.
+        self._control_backlog = control_msgs >= self.cfg.drain_batch
         for inc in incoming:
             if inc.source == "wake":
                 self._ack_due = True
@@ -228,6 +236,14 @@ class Controller:
         if self._held:
             self._retry_held()
         now = time.monotonic()
+        if self._last_round and now - self._last_round > self.cfg.heartbeat_interval_s:
+            # The controller itself was starved of CPU for more than a heartbeat: a rig's
+            # silence is then our own stall, so give every rig one more interval to be heard.
+            self._liveness_hold_until = now + self.cfg.heartbeat_interval_s
+            self.liveness_holds += 1
+            log.warning("controller loop stalled %.2f s; dead-rig detection held for %.1f s",
+                        now - self._last_round, self.cfg.heartbeat_interval_s)
+        self._last_round = now
         # Acks when the sink said something became durable, else once per housekeeping round
         # (sinks without a listener); walking every session per poll round would cost CPU.
         if self._ack_due or now >= self._next_housekeeping:
@@ -691,6 +707,8 @@ class Controller:
     # ─────────────────────────────────────────────────────────────────── liveness
 
     def _expire_rigs(self) -> None:
+        if self._control_backlog or time.monotonic() < self._liveness_hold_until:
+            return
         for rec in self.registry.expire():
             silent = time.monotonic() - rec.last_seen
             self.dead_detections.append({"rig_id": rec.rig_id, "silent_s": round(silent, 3),
@@ -991,6 +1009,7 @@ class Controller:
             "bad_input": self.bad.snapshot(),
             "bad_input_total": self.bad.total,
             "loop_errors": self.loop_errors,
+            "liveness_holds": self.liveness_holds,
             "send_failures": self._sockets.send_failures if self._sockets else 0,
             "held_chunks": len(self._held),
             "held_events": self.held_events,
