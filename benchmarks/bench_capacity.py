@@ -643,6 +643,9 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                 "cpu_cores": cpu_delta(c0, c1, names),
                 "rig_backlog_chunks": {"start": win["backlog_first"], "end": win["backlog_last"],
                                        "trend_per_s": round(win["backlog_slope"], 2)},
+                "samples_per_chunk": round(win["stats"].get("samples_sent", 0)
+                                           / max(1, win["stats"].get("chunks_sent", 0)), 2),
+                "acks_per_s": round(win["stats"].get("acks", 0) / max(1e-9, win["span"])),
                 "window_full": win["stats"].get("window_full", 0),
                 "chunks_resent": win["stats"].get("chunks_resent", 0),
                 "held_chunks_max": held_max,
