@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from dashboards import all_dashboards
 from telemetry.cluster import ManagedCluster
 
 
@@ -39,7 +40,8 @@ def test_demo_headless_four_rigs(pg_cluster: ManagedCluster, tmp_path: Path) -> 
     assert all(r["passed"] is not None for r in rows)
     # dashboards written
     dash = Path(report["dashboards_dir"])
-    assert len(list((dash / "dashboards").glob("*.json"))) == 5
+    assert sorted(p.stem for p in (dash / "dashboards").glob("*.json")) == sorted(
+        d["uid"] for d in all_dashboards())
     assert (dash / "provisioning" / "datasources" / "telemetry.yaml").is_file()
     with psycopg.connect(dsn) as conn:
         for r in rows:
