@@ -74,7 +74,7 @@ def demo_command(ctx: click.Context, rigs: int, exercise: str, duration: float |
     if report.dashboards_dir:
         click.echo(f"dashboards written to {report.dashboards_dir} "
                    f"({sum(p.endswith('.json') for p in report.dashboards)} dashboards + provisioning)")
-        click.echo("open them with Grafana: see deploy/README.md (docker compose up) or "
+        click.echo("open them with Grafana: see deploy/README.md (docker compose up -d) or "
                    "`labctl dashboards provision --url http://grafana:3000 --token ...`")
     if json_report is not None:
         json_report.write_text(json.dumps(report.to_dict(), indent=2, default=str))
