@@ -831,6 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="agent chunk interval")
     ap.add_argument("--report-s", type=float, default=1.0, help="worker report interval")
     ap.add_argument("--no-stop", action="store_true", help="keep ramping after a failed step")
+    ap.add_argument("--controller-nice", type=int, default=None,
+                    help="nice value of this process (controller; postgres inherits it), the "
+                    "rig workers reset theirs to 0: is the cue tail OS scheduling?")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval() of the controller process, s (default 0.005)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 10 rigs, short runs")
@@ -843,6 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, 0) != 0:
+                os.setpriority(os.PRIO_PROCESS, 0, 0)
         run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s)
         return 0
     if args.quick:
@@ -853,7 +859,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+    if args.controller_nice is not None:  # before any thread exists: threads inherit it
+        os.setpriority(os.PRIO_PROCESS, 0, args.controller_nice)
     emit({**machine_info(), "switch_interval_s": sys.getswitchinterval(), "modes": modes,
+          "nice": os.getpriority(os.PRIO_PROCESS, 0),
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)
     results: list[dict[str, Any]] = []
