@@ -14,9 +14,13 @@ from devices.sim.trainee import LOAD_TEST_TRACKERS
 from lab_controller.exercises import scene_for
 from lab_controller.protocol import Cue, CueDirection
 
+# A fixed session id: the simulated motion's default seed derives from it, so a random id made
+# the statistical bounds below hold only most of the time.
+_SESSION_ID = str(uuid.UUID("5eed0000-0000-4000-8000-000000000006"))
+
 
 def _session(duration: float | None = None) -> SessionContext:
-    return SessionContext(str(uuid.uuid4()), "fillet_t_joint_h", "trainee-1", duration_s=duration)
+    return SessionContext(_SESSION_ID, "fillet_t_joint_h", "trainee-1", duration_s=duration)
 
 
 class FakeClock:
@@ -147,7 +151,9 @@ def test_ninety_hertz_rig() -> None:
     clock = FakeClock()
     rig = SimulatedRig("expert", rate_hz=90.0, seed=6, clock=clock)
     assert rig.describe().rate_hz == 90.0
-    rig.start(_session(), scene_for("fillet_t_joint_h"), {})
+    # A fixed motion seed: by default it derives from the (random) session id, and the rate
+    # jitter it draws moved the sample count across the bound in about 1 run in 6.
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {"seed": 6})
     t, _p = _concat(_drain(rig, clock, 0.02, clock.t + 2.0))
     assert 175 <= t.shape[0] <= 181
     assert np.median(np.diff(t)) == pytest.approx(1 / 90, rel=0.02)
