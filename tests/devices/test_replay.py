@@ -167,7 +167,9 @@ def test_replay_from_database_export(tmp_path: Path) -> None:
     out = _drain(rig)
     t = np.concatenate([b.meta["recorded_rig_time_first"] + b.meta["recorded_period"]
                         * np.arange(b.count) for b in out])
-    np.testing.assert_allclose(t, rec.t, rtol=0, atol=1e-9)
+    # A CSV export's rig times come back through a fitted period per contiguous run, so they
+    # match to microseconds, not to the last bit (the NPZ recording test checks exactness).
+    np.testing.assert_allclose(t, rec.t, rtol=0, atol=1e-5)
 
 
 def test_parquet_export(tmp_path: Path) -> None:
