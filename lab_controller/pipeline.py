@@ -145,8 +145,11 @@ class TelemetrySink:
             rig_id, offset = self._sessions.get(sid, ("", 0.0))
         rig_times = chunk.rig_times()
         n, t = chunk.valid.shape
-        bits = (np.uint32(1) << np.arange(t, dtype=np.uint32)).astype(np.int64)
-        mask = (chunk.valid.astype(np.int64) * bits).sum(axis=1).astype(np.int32)
+        if chunk.valid.all():  # the common case: one fill instead of a weighted sum
+            mask = np.full(n, (1 << t) - 1, np.int32)
+        else:
+            bits = (np.uint32(1) << np.arange(t, dtype=np.uint32)).astype(np.int64)
+            mask = (chunk.valid.astype(np.int64) * bits).sum(axis=1).astype(np.int32)
         batch = rec.PoseBatch(
             session_id=sid,
             rig_id=rig_id or f"handle-{chunk.header.rig_handle}",
