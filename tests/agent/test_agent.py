@@ -286,7 +286,9 @@ def test_agent_restart_resends_what_it_kept_on_disk(peer: PeerController, tmp_pa
         assert peer.wait(lambda: peer.sessions[sid].eos_acked, 5.0)
         eos = peer.stored(sid).eos
         assert eos is not None and eos.reason is P.EndReason.ERROR and eos.last_seq == produced - 1
-        assert not b.streams
+        # the agent drops the stream when the END_OF_STREAM ack reaches it, just after the peer
+        # recorded sending it: wait for that instead of racing it
+        assert peer.wait(lambda: not b.streams, 3.0)
     finally:
         b.stop()
         th.join(5.0)
