@@ -55,8 +55,9 @@ def test_fifty_rigs_register_and_stream(controller: Controller) -> None:
         with Fleet(spec) as fleet:
             def registered() -> bool:
                 rigs = api.request(P.ApiRigs()).data["rigs"]
+                # idle and with a known clock offset: the class launch's health check needs both
                 return len(rigs) == 50 and all(r["alive"] and r["state"] == "idle"
-                                               for r in rigs)
+                                               and r["clock_offset_s"] is not None for r in rigs)
 
             assert _wait(registered, 30.0), "not every rig registered"
             assert fleet.alive() == 2
@@ -69,6 +70,7 @@ def test_fifty_rigs_register_and_stream(controller: Controller) -> None:
                 duration_s=1.5, params={"scene": scene_for("fillet_t_joint_h")}),
                 timeout_s=20)
             assert reply.ok, reply.error
+            assert reply.data["started"] == 50, reply.data["not_started"]
 
             def all_finished() -> list[dict[str, Any]] | None:
                 rows = api.request(P.ApiSessions(active_only=False)).data["sessions"]
