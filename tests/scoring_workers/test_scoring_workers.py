@@ -118,7 +118,13 @@ def test_pool_equals_in_process_scoring_and_keeps_affinity(
     for a in range(0, 1500, CHUNK):
         for sid, (poses, valid) in zip(sids, data, strict=True):
             pool.feed(sid, a, 100.0 + a / RATE, 1 / RATE, poses[a:a + CHUNK], valid[a:a + CHUNK])
+    # The broker assigns sessions on its own thread: wait until every session has a home.
+    deadline = time.monotonic() + 10.0
+    while (any(pool.session_stats(sid)["worker"] is None for sid in sids)
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
     homes = {sid: pool.session_stats(sid)["worker"] for sid in sids}
+    assert None not in homes.values(), homes
     assert len(set(homes.values())) == 2  # load-balanced: two sessions per worker
     for sid in sids:
         pool.finish(sid)
