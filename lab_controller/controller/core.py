@@ -226,6 +226,7 @@ class Controller:
                 self.loop_errors += 1
                 self.bad.record("internal", f"{type(exc).__name__}: {exc}")
                 log.exception("error handling a %s message", inc.source)
+        self.runner.flush()  # one wake-up of the observer thread per poll round, not per chunk
         try:
             self._after_io()
         except Exception:
