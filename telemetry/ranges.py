@@ -85,6 +85,21 @@ class RangeSet:
             return True
         return all(b < lo or a > hi for a, b in iv)
 
+    def add_if_new(self, lo: int, hi: int) -> bool:
+        """Add ``[lo, hi]`` and return True when none of it was stored yet; otherwise change
+        nothing and return False (the caller filters row by row). The writer calls this once per
+        chunk, so the common case (right after the last interval) is a few comparisons."""
+        iv = self._iv
+        if iv:
+            last_lo, last_hi = iv[-1]
+            if lo == last_hi + 1:
+                iv[-1] = (last_lo, hi)
+                return True
+            if lo <= last_hi and not self.disjoint(lo, hi):
+                return False
+        self.add(lo, hi)
+        return True
+
     def missing_mask(self, seqs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """True where a seq is NOT yet in the set (those rows still need storing)."""
         keep = np.ones(seqs.shape, dtype=bool)

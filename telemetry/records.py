@@ -32,6 +32,7 @@ class Kind(IntEnum):
     METRIC = 5
     RESULT = 6
     SESSION = 7
+    POSE_CHUNK = 8
 
 
 def _pack(meta: dict[str, Any], arrays: list[tuple[str, npt.NDArray[Any]]]) -> bytes:
@@ -158,6 +159,129 @@ class PoseBatch:
     def from_bytes(cls, payload: bytes) -> PoseBatch:
         meta, a = _unpack(payload)
         return cls(uuid.UUID(meta["s"]), meta["r"], int(meta["q"]), a["t"], a["rt"], a["p"], a["a"], a["v"])
+
+
+_CHUNK_HEAD = struct.Struct("<16sQIdddHHBH")
+"""PoseChunk spool header: session, seq0, n, rig_t0, period, offset_s, trackers, analog
+channels, has-valid flag, rig id byte length (then rig id, poses, analog, valid bytes)."""
+
+
+class PoseChunk:
+    """A wire chunk of one session handed over as it came: no numpy work on the caller's thread.
+
+    The writer thread turns many of these into one binary COPY (vectorised); the stored rows
+    are exactly those of :meth:`to_pose_batch` (the same arithmetic, batch-wise):
+
+    - frame i (0 ≤ i < n) has seq ``seq0 + i`` and rig time ``rig_t0 + i × period`` (float64 s);
+    - its corrected time is ``rint((rig time − offset_s) × 1e6)`` Unix µs, ``offset_s`` = rig
+      clock − controller clock (docs/protocol.md §13);
+    - ``poses`` (n, T, 7) float32 and ``analog`` (n, A) float32 may be read-only views of a
+      received buffer (kept alive, never written); ``valid`` (n, T) bool, or None = every
+      tracker tracked (valid_mask bit t = tracker t, T ≤ 32).
+
+    Nothing is checked here (that would cost the caller); shapes are the caller's contract,
+    and a chunk the database refuses is isolated into ``ingest_rejects`` like any record.
+    """
+
+    __slots__ = (  # noqa: RUF023 (constructor order)
+        "session_id", "rig_id", "seq0", "n", "rig_t0", "period", "offset_s", "poses", "analog",
+        "valid",
+    )  # fmt: skip
+
+    kind: ClassVar[Kind] = Kind.POSE_CHUNK
+
+    def __init__(
+        self,
+        session_id: uuid.UUID,
+        rig_id: str,
+        seq0: int,
+        n: int,
+        rig_t0: float,
+        period: float,
+        offset_s: float,
+        poses: npt.NDArray[np.float32],
+        analog: npt.NDArray[np.float32],
+        valid: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.rig_id = rig_id
+        self.seq0 = seq0
+        self.n = n
+        self.rig_t0 = rig_t0
+        self.period = period
+        self.offset_s = offset_s
+        self.poses = poses
+        self.analog = analog
+        self.valid = valid
+
+    def __repr__(self) -> str:
+        return (
+            f"PoseChunk({self.session_id}, {self.rig_id!r}, seq0={self.seq0}, n={self.n}, "
+            f"rig_t0={self.rig_t0!r}, period={self.period!r}, offset_s={self.offset_s!r})"
+        )
+
+    @property
+    def seqs(self) -> npt.NDArray[np.int64]:
+        return np.arange(self.seq0, self.seq0 + self.n, dtype=np.int64)
+
+    def rig_times(self) -> npt.NDArray[np.float64]:
+        """Rig clock of every frame (the protocol's ``first + i × period``)."""
+        return np.asarray(self.rig_t0 + np.arange(self.n, dtype=np.float64) * self.period)
+
+    def valid_mask(self) -> npt.NDArray[np.int32]:
+        """Per frame bit t = tracker t valid (the ``valid_mask`` column)."""
+        n, t = self.n, int(self.poses.shape[1])
+        if self.valid is None:
+            return np.full(n, (1 << t) - 1 if t < 32 else -1, dtype=np.int32)
+        return valid_bits(np.asarray(self.valid, dtype=bool).reshape(n, t))
+
+    def to_pose_batch(self) -> PoseBatch:
+        """The same frames as a :class:`PoseBatch` (the reference the writer's rows equal)."""
+        rig_time = self.rig_times()
+        time_us = np.rint((rig_time - self.offset_s) * 1e6).astype(np.int64)
+        return PoseBatch(
+            self.session_id, self.rig_id, int(self.seq0), time_us, rig_time, self.poses,
+            self.analog, self.valid_mask(),
+        )  # fmt: skip
+
+    def to_bytes(self) -> bytes:
+        """Compact spool form: a fixed header and the raw little-endian arrays (no JSON)."""
+        rig = self.rig_id.encode()
+        t, a = int(self.poses.shape[1]), int(self.analog.shape[1])
+        head = _CHUNK_HEAD.pack(
+            self.session_id.bytes, self.seq0, self.n, self.rig_t0, self.period, self.offset_s,
+            t, a, self.valid is not None, len(rig),
+        )  # fmt: skip
+        parts = [
+            head,
+            rig,
+            np.ascontiguousarray(self.poses, dtype="<f4").tobytes(),
+            np.ascontiguousarray(self.analog, dtype="<f4").tobytes(),
+        ]
+        if self.valid is not None:
+            parts.append(np.ascontiguousarray(self.valid, dtype=np.bool_).tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> PoseChunk:
+        sid, seq0, n, t0, period, offset, t, a, has_valid, rlen = _CHUNK_HEAD.unpack_from(payload)
+        off = _CHUNK_HEAD.size
+        rig = bytes(payload[off : off + rlen]).decode()
+        off += rlen
+        poses = np.frombuffer(payload, "<f4", n * t * 7, off).reshape(n, t, 7)
+        off += poses.nbytes
+        analog = np.frombuffer(payload, "<f4", n * a, off).reshape(n, a)
+        off += analog.nbytes
+        valid = np.frombuffer(payload, np.bool_, n * t, off).reshape(n, t) if has_valid else None
+        return cls(uuid.UUID(bytes=sid), rig, seq0, n, t0, period, offset, poses, analog, valid)
+
+
+def valid_bits(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    """(n, T) tracker validity as the int32 bit mask (bit t = tracker t; T ≤ 32, bit 31 is the
+    sign), the arithmetic of the controller's PoseBatch path."""
+    bits = (np.uint32(1) << np.arange(valid.shape[1], dtype=np.uint32)).astype(np.int64)
+    out: npt.NDArray[np.int32] = (valid.astype(np.int64) * bits).sum(axis=1).astype(np.int32)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -384,7 +508,10 @@ class SessionRecord(_JsonRecord):
         return cls(**cls._fields_from(payload))
 
 
-Record = PoseBatch | ScoreWindowBatch | Cue | SessionEvent | OpsMetric | SessionResult | SessionRecord
+Record = (
+    PoseBatch | PoseChunk | ScoreWindowBatch | Cue | SessionEvent | OpsMetric | SessionResult
+    | SessionRecord
+)
 
 _DECODERS: dict[int, Any] = {
     Kind.POSE: PoseBatch.from_bytes,
@@ -394,12 +521,13 @@ _DECODERS: dict[int, Any] = {
     Kind.METRIC: OpsMetric.from_bytes,
     Kind.RESULT: SessionResult.from_bytes,
     Kind.SESSION: SessionRecord.from_bytes,
+    Kind.POSE_CHUNK: PoseChunk.from_bytes,
 }
 
 
 def kind_of(record: Record) -> Kind:
     """The spool kind of a record."""
-    if isinstance(record, PoseBatch | ScoreWindowBatch):
+    if isinstance(record, PoseBatch | PoseChunk | ScoreWindowBatch):
         return record.kind
     return record.record_kind
 
@@ -416,6 +544,6 @@ def decode(kind: int, payload: bytes) -> Record:
 
 def rows_of(record: Record) -> int:
     """Rows a record adds (for batching and back-pressure accounting)."""
-    if isinstance(record, PoseBatch | ScoreWindowBatch):
+    if isinstance(record, PoseBatch | PoseChunk | ScoreWindowBatch):
         return record.n
     return 1

@@ -30,11 +30,13 @@ from telemetry.records import (
     Cue,
     OpsMetric,
     PoseBatch,
+    PoseChunk,
     Record,
     ScoreWindowBatch,
     SessionEvent,
     SessionRecord,
     SessionResult,
+    valid_bits,
 )
 
 POSE_STREAM = "pose"
@@ -47,6 +49,10 @@ transactions while a whole 4k-row slice is built."""
 SCORE_STREAM = "score"
 
 Conn = psycopg.Connection[Any]
+_GroupKey = tuple[bool, int, int, int]
+"""(PoseChunk group?, rig id bytes, trackers, analog channels)."""
+_Member = tuple[PoseBatch | PoseChunk, npt.NDArray[np.intp] | None]
+"""A pose record and the indices of its frames still to store (None = all)."""
 
 
 @dataclass
@@ -95,6 +101,8 @@ class Store:
         self._ranges: dict[tuple[str, uuid.UUID], RangeSet] = {}
         self._column_cache: dict[tuple[int, int, int], list[Column]] = {}
         self._templates: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
+        self._rig_len: dict[str, int] = {}
+        self._all_valid: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
 
     # ---- range cache -------------------------------------------------------------------
     def reset(self) -> None:
@@ -134,25 +142,34 @@ class Store:
     def write(self, conn: Conn, records: Sequence[Record]) -> WriteOutcome:
         """Write ``records`` in the current transaction; return what to adopt after commit."""
         out = WriteOutcome()
-        poses = [r for r in records if isinstance(r, PoseBatch)]
-        scores = [r for r in records if isinstance(r, ScoreWindowBatch)]
-        if poses:
-            self._write_poses(conn, poses, out)
+        # one pass sorting records by type (a batch holds thousands of pose chunks)
+        by_type: dict[type, list[Any]] = defaultdict(list)
+        for r in records:
+            by_type[type(r)].append(r)
+        poses: list[PoseBatch] = by_type.pop(PoseBatch, [])
+        chunks: list[PoseChunk] = by_type.pop(PoseChunk, [])
+        scores: list[ScoreWindowBatch] = by_type.pop(ScoreWindowBatch, [])
+        sessions: list[SessionRecord] = by_type.pop(SessionRecord, [])
+        cues: list[Cue] = by_type.pop(Cue, [])
+        events: list[SessionEvent] = by_type.pop(SessionEvent, [])
+        results: list[SessionResult] = by_type.pop(SessionResult, [])
+        metrics: list[OpsMetric] = []
+        for t, rs in by_type.items():  # OpsMetric and its subclasses (the writer's own)
+            if not issubclass(t, OpsMetric):
+                raise TypeError(f"not a telemetry record: {t.__name__}")
+            metrics.extend(rs)
+        if poses or chunks:
+            self._write_poses(conn, poses, chunks, out)
         if scores:
             self._write_scores(conn, scores, out)
-        sessions = [r for r in records if isinstance(r, SessionRecord)]
         if sessions:
             self._write_sessions(conn, sessions)
-        cues = [r for r in records if isinstance(r, Cue)]
         if cues:
             self._write_cues(conn, cues)
-        events = [r for r in records if isinstance(r, SessionEvent)]
         if events:
             self._write_events(conn, events)
-        metrics = [r for r in records if isinstance(r, OpsMetric)]
         if metrics:
             self._write_metrics(conn, metrics)
-        results = [r for r in records if isinstance(r, SessionResult)]
         if results:
             self._write_results(conn, results)
         out.other_rows = len(sessions) + len(cues) + len(events) + len(metrics) + len(results)
@@ -196,23 +213,29 @@ class Store:
             (stream, ids, los, his),
         )
 
-    def _write_poses(self, conn: Conn, batches: list[PoseBatch], out: WriteOutcome) -> None:
-        work = self._working(conn, POSE_STREAM, [b.session_id for b in batches], out)
-        changed: set[uuid.UUID] = set()
-        # Group the surviving frames by row shape so each group is one structured array.
-        # idx None = every frame of the batch is new (the common case, no mask needed).
-        groups: dict[tuple[int, int, int], list[tuple[PoseBatch, npt.NDArray[np.intp] | None]]] = defaultdict(
-            list
+    def _rig_bytes(self, rig_id: str) -> int:
+        n = self._rig_len.get(rig_id)
+        if n is None:
+            n = self._rig_len[rig_id] = len(rig_id.encode())
+        return n
+
+    def _write_poses(
+        self, conn: Conn, batches: list[PoseBatch], chunks: list[PoseChunk], out: WriteOutcome
+    ) -> None:
+        work = self._working(
+            conn, POSE_STREAM, [b.session_id for b in batches] + [c.session_id for c in chunks], out
         )
+        changed: set[uuid.UUID] = set()
+        # Group the surviving frames by record type and row shape (rig id bytes, trackers,
+        # analog channels) so each group is one structured array. idx None = every frame of
+        # the record is new (the common case, no mask needed).
+        groups: dict[_GroupKey, list[_Member]] = defaultdict(list)
         for b in batches:
-            rs = work[b.session_id]
-            lo, hi = b.seq0, b.seq0 + b.n - 1
-            idx: npt.NDArray[np.intp] | None = None
             if b.n == 0:
                 continue
-            if rs.disjoint(lo, hi):
-                rs.add(lo, hi)
-            else:
+            rs = work[b.session_id]
+            idx: npt.NDArray[np.intp] | None = None
+            if not rs.add_if_new(b.seq0, b.seq0 + b.n - 1):
                 seqs = b.seqs
                 idx = np.flatnonzero(rs.missing_mask(seqs))
                 out.pose_dropped += b.n - idx.size
@@ -220,8 +243,28 @@ class Store:
                     continue
                 rs.add_seqs(seqs[idx])
             changed.add(b.session_id)
-            key = (len(b.rig_id.encode()), b.poses.shape[1], b.analog.shape[1])
-            groups[key].append((b, idx))
+            groups[(False, self._rig_bytes(b.rig_id), b.poses.shape[1], b.analog.shape[1])].append(
+                (b, idx)
+            )
+        for c in chunks:  # the hot loop: ~10k chunks/s at 200 rigs, keep it lean
+            n = c.n
+            if n <= 0:
+                continue
+            sid = c.session_id
+            rs = work[sid]
+            seq0 = c.seq0
+            idx = None
+            if not rs.add_if_new(seq0, seq0 + n - 1):
+                seqs = np.arange(seq0, seq0 + n, dtype=np.int64)
+                idx = np.flatnonzero(rs.missing_mask(seqs))
+                out.pose_dropped += n - idx.size
+                if idx.size == 0:
+                    continue
+                rs.add_seqs(seqs[idx])
+            changed.add(sid)
+            groups[(True, self._rig_bytes(c.rig_id), c.poses.shape[1], c.analog.shape[1])].append(
+                (c, idx)
+            )
         if not groups:
             return
         rollup: dict[tuple[uuid.UUID, int], list[Any]] = {}
@@ -239,8 +282,8 @@ class Store:
                 # thread encodes the next (the COPY writer sends from its own thread).
                 # The first slice is small so the server starts parsing at once.
                 start, acc, limit = 0, 0, FIRST_SLICE_ROWS
-                for end, (b, i) in enumerate(members, 1):
-                    acc += b.n if i is None else i.size
+                for end, (r, i) in enumerate(members, 1):
+                    acc += r.n if i is None else i.size
                     if acc >= limit or end == len(members):
                         rows = self._encode_group(key, members[start:end], rollup, out)
                         out.pose_rows += rows.shape[0]
@@ -252,54 +295,115 @@ class Store:
             self._save_ranges(conn, POSE_STREAM, work, changed, out)
             self._write_rollup(conn, rollup)
 
+    @staticmethod
+    def _gather_batches(members: list[_Member]) -> tuple[npt.NDArray[Any], ...]:
+        """Column arrays of the surviving frames of PoseBatch members."""
+        bs: list[PoseBatch] = [m[0] for m in members]  # type: ignore[misc]
+        idxs = [m[1] for m in members]
+
+        def cat(name: str) -> npt.NDArray[Any]:
+            arrays = [getattr(b, name) for b in bs]
+            return np.concatenate([a if i is None else a[i] for a, i in zip(arrays, idxs, strict=True)])
+
+        counts = np.array([b.n if i is None else i.size for b, i in zip(bs, idxs, strict=True)], np.int64)
+        n = int(counts.sum())
+        if all(i is None for i in idxs):
+            # seq = seq0 of the row's batch + its index within the batch, without an arange each
+            first = np.cumsum(counts) - counts
+            seq0s = np.array([b.seq0 for b in bs], dtype=np.int64)
+            seq_all = np.arange(n, dtype=np.int64) + np.repeat(seq0s - first, counts)
+        else:
+            seq_all = np.concatenate(
+                [b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in zip(bs, idxs, strict=True)]
+            )
+        return (
+            counts, cat("time_us"), cat("rig_time"), seq_all, cat("valid_mask"), cat("poses"),
+            cat("analog"),
+        )  # fmt: skip
+
+    def _gather_chunks(self, members: list[_Member], trackers: int) -> tuple[npt.NDArray[Any], ...]:
+        """Column arrays of the surviving frames of PoseChunk members, batch-wise: the same
+        arithmetic as :meth:`PoseChunk.to_pose_batch`, element for element."""
+        cs: list[PoseChunk] = [m[0] for m in members]  # type: ignore[misc]
+        k = len(cs)
+        counts = np.fromiter([c.n for c in cs], np.int64, k)
+        n = int(counts.sum())
+        starts = np.cumsum(counts) - counts
+        step = np.arange(n, dtype=np.int64) - np.repeat(starts, counts)  # frame index in chunk
+        seq_all = step + np.repeat(np.fromiter([c.seq0 for c in cs], np.int64, k), counts)
+        t0 = np.repeat(np.fromiter([c.rig_t0 for c in cs], np.float64, k), counts)
+        per = np.repeat(np.fromiter([c.period for c in cs], np.float64, k), counts)
+        off = np.repeat(np.fromiter([c.offset_s for c in cs], np.float64, k), counts)
+        rig_time = t0 + step.astype(np.float64) * per
+        t_all = np.rint((rig_time - off) * 1e6).astype(np.int64)
+        poses = np.concatenate([c.poses for c in cs])
+        analog = np.concatenate([c.analog for c in cs])
+        if all(c.valid is None for c in cs):
+            valid = np.full(n, (1 << trackers) - 1 if trackers < 32 else -1, dtype=np.int32)
+        else:
+            ones = self._all_valid
+            vs: list[npt.NDArray[np.bool_]] = []
+            for c in cs:
+                v = c.valid
+                if v is None:
+                    v = ones.get((c.n, trackers))
+                    if v is None:
+                        v = ones[(c.n, trackers)] = np.ones((c.n, trackers), dtype=bool)
+                vs.append(v)
+            valid = valid_bits(np.concatenate(vs).reshape(n, trackers))
+        if any(m[1] is not None for m in members):  # resends overlapping stored frames
+            keep = np.ones(n, dtype=bool)
+            for j, (c, i) in enumerate(zip(cs, (m[1] for m in members), strict=True)):
+                if i is not None:
+                    s = int(starts[j])
+                    keep[s : s + c.n] = False
+                    keep[s + i] = True
+            counts = np.array([m[0].n if m[1] is None else m[1].size for m in members], np.int64)
+            t_all, rig_time, seq_all = t_all[keep], rig_time[keep], seq_all[keep]
+            valid, poses, analog = valid[keep], poses[keep], analog[keep]
+        return counts, t_all, rig_time, seq_all, valid, poses, analog
+
     def _encode_group(
         self,
-        key: tuple[int, int, int],
-        members: list[tuple[PoseBatch, npt.NDArray[np.intp] | None]],
+        key: _GroupKey,
+        members: list[_Member],
         rollup: dict[tuple[uuid.UUID, int], list[Any]],
         out: WriteOutcome,
     ) -> npt.NDArray[Any]:
         """One structured array for all frames of a group; also folds them into the rollup."""
-        cols = self._column_cache.get(key)
+        is_chunk, rig_bytes, trackers, n_analog = key
+        shape = (rig_bytes, trackers, n_analog)
+        cols = self._column_cache.get(shape)
         if cols is None:
-            cols = self._column_cache[key] = pose_columns(*key)
-
-        def sel(a: npt.NDArray[Any], idx: npt.NDArray[np.intp] | None) -> npt.NDArray[Any]:
-            return a if idx is None else a[idx]
-
-        counts = np.array([b.n if i is None else i.size for b, i in members])
-        n = int(counts.sum())
-        t_all = np.concatenate([sel(b.time_us, i) for b, i in members])
-        if all(i is None for _b, i in members):
-            # seq = seq0 of the row's batch + its index within the batch, without an arange each
-            first = np.cumsum(counts) - counts
-            seq0s = np.array([b.seq0 for b, _i in members], dtype=np.int64)
-            seq_all = np.arange(n, dtype=np.int64) + np.repeat(seq0s - first, counts)
-        else:
-            seq_all = np.concatenate(
-                [b.seqs if i is None else b.seq0 + i.astype(np.int64) for b, i in members]
+            cols = self._column_cache[shape] = pose_columns(*shape)
+        if is_chunk:
+            counts, t_all, rig_time, seq_all, valid_all, poses, analog = self._gather_chunks(
+                members, trackers
             )
-        valid_all = np.concatenate([sel(b.valid_mask, i) for b, i in members])
-        template = self._templates.get(key)
+        else:
+            counts, t_all, rig_time, seq_all, valid_all, poses, analog = self._gather_batches(members)
+        n = int(t_all.shape[0])
+        template = self._templates.get(shape)
         if template is None or template.shape[0] < n:
             # field counts, lengths and array headers never change for a shape: fill them once
-            template = self._templates[key] = copybin.new_rows(cols, max(n, ENCODE_ROWS))
+            template = self._templates[shape] = copybin.new_rows(cols, max(n, ENCODE_ROWS))
         rows = template[:n]
         rows["time"] = copybin.us_to_pg(t_all)
-        rows["rig_time"] = np.concatenate([sel(b.rig_time, i) for b, i in members])
-        sids = np.frombuffer(b"".join(b.session_id.bytes for b, _i in members), dtype="V16")
+        rows["rig_time"] = rig_time
+        recs = [m[0] for m in members]
+        sids = np.frombuffer(b"".join([r.session_id.bytes for r in recs]), dtype="V16")
         rows["session_id"] = np.repeat(sids, counts)
-        rigs = np.array([b.rig_id.encode() for b, _i in members], dtype=f"S{key[0]}")
+        rigs = np.array([r.rig_id.encode() for r in recs], dtype=f"S{rig_bytes}")
         rows["rig_id"] = np.repeat(rigs, counts)
         rows["seq"] = seq_all
-        rows["poses"]["e"]["v"] = np.concatenate([sel(b.poses, i) for b, i in members]).reshape(n, -1)
-        if key[2]:
-            rows["analog"]["e"]["v"] = np.concatenate([sel(b.analog, i) for b, i in members])
+        rows["poses"]["e"]["v"] = poses.reshape(n, -1)
+        if n_analog:
+            rows["analog"]["e"]["v"] = analog
         rows["valid_mask"] = valid_all
 
         # Per-second rollup, vectorised: group rows by (member's session, second).
-        full = (1 << key[1]) - 1
-        session_of = [b.session_id.int for b, _i in members]  # int keys: C-speed hashing
+        full = (1 << trackers) - 1
+        session_of = [r.session_id.int for r in recs]  # int keys: C-speed hashing
         ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
         sidx = np.repeat(np.array([ids[s] for s in session_of], dtype=np.int64), counts)
         sec = t_all // 1_000_000
@@ -313,23 +417,27 @@ class Store:
         valid = np.add.reduceat(((v64 & full) == full)[order].astype(np.int64), starts)
         last_seq = np.maximum.reduceat(seq_all[order], starts)
         last_t = np.maximum.reduceat(t_all[order], starts)
-        by_int = {b.session_id.int: b for b, _i in members}
+        by_int = {r.session_id.int: r for r in recs}
         sessions = [by_int[s].session_id for s in ids]
         rigs_of = {by_int[s].session_id: by_int[s].rig_id for s in ids}
         tmax = int(t_all.max())
         if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
             out.max_pose_time_us = tmax
-        for j, st in enumerate(starts.tolist()):
+        for j, st, fr, va, ls, lt in zip(
+            range(len(starts)), starts.tolist(), frames.tolist(), valid.tolist(),
+            last_seq.tolist(), last_t.tolist(), strict=True,
+        ):  # fmt: skip
+            del j
             sid = sessions[int(s_sorted[st])]
             k = (sid, int(sec_sorted[st]))
             cur = rollup.get(k)
             if cur is None:
-                rollup[k] = [rigs_of[sid], int(frames[j]), int(valid[j]), int(last_seq[j]), int(last_t[j])]
+                rollup[k] = [rigs_of[sid], fr, va, ls, lt]
             else:
-                cur[1] += int(frames[j])
-                cur[2] += int(valid[j])
-                cur[3] = max(cur[3], int(last_seq[j]))
-                cur[4] = max(cur[4], int(last_t[j]))
+                cur[1] += fr
+                cur[2] += va
+                cur[3] = max(cur[3], ls)
+                cur[4] = max(cur[4], lt)
         return rows
 
     @staticmethod

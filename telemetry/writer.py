@@ -38,7 +38,7 @@ import psycopg
 
 from telemetry import records as rec
 from telemetry.ranges import RangeSet
-from telemetry.records import OpsMetric, PoseBatch, Record, ScoreWindowBatch
+from telemetry.records import OpsMetric, PoseBatch, PoseChunk, Record, ScoreWindowBatch
 from telemetry.schema import (
     METRIC_INGEST_LAG_MS,
     METRIC_QUEUE_DEPTH,
@@ -116,6 +116,9 @@ class WriterStats:
 
 
 _OUTAGE = (psycopg.OperationalError, psycopg.InterfaceError)
+_MALFORMED = (ValueError, TypeError, IndexError)
+"""What encoding a malformed record raises (PoseChunk is not validated on the caller's thread):
+treated like a data error, so the record is isolated into ingest_rejects."""
 
 
 class TelemetryWriter:
@@ -134,7 +137,10 @@ class TelemetryWriter:
         self._spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, segment_bytes=seg)
         self._queue: deque[tuple[Record, int]] = deque()  # (record, rows)
         self._queue_rows = 0
-        self._qcond = threading.Condition()
+        self._max_queue_rows = config.queue_max_rows
+        self._max_batch_rows = config.max_batch_rows
+        self._qlock = threading.Lock()
+        self._qcond = threading.Condition(self._qlock)
         self._submitted = 0  # records submitted / stored (database or spool); under _qcond
         self._done = 0
         self._held: list[Record] = []
@@ -174,28 +180,39 @@ class TelemetryWriter:
         Raises :class:`TimeoutError` if still full after ``timeout`` seconds and
         :class:`WriterError` once the writer is closed.
         """
-        rows = rec.rows_of(record)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._qcond:
-            while True:
-                if self._stop:
-                    raise WriterError("telemetry writer is closed")
-                if self._failed:
-                    raise WriterError(f"telemetry writer failed: {self._stats.error}")
-                if self._queue_rows == 0 or self._queue_rows + rows <= self.config.queue_max_rows:
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError("telemetry writer queue is full")
-                self._qcond.wait(remaining)
+        # PoseChunk (~10k/s from the controller loop) skips the generic dispatch; the whole call
+        # is one lock round and a deque append when the queue has room.
+        rows = record.n if type(record) is PoseChunk else rec.rows_of(record)
+        max_rows = self._max_queue_rows
+        with self._qlock:  # the condition's own lock, without its Python-level __enter__
+            queued = self._queue_rows
+            if self._stop or self._failed or (queued and queued + rows > max_rows):
+                self._wait_for_room(rows, timeout)
+                queued = self._queue_rows
             self._queue.append((record, rows))
-            self._queue_rows += rows
+            queued += rows
+            self._queue_rows = queued
             self._submitted += 1
             # Wake the thread only when it has something to decide: the first record (it may be
             # idle) or a full batch (it may be waiting out max_batch_ms). Waking it on every
-            # submit cost a thread switch per 12-frame chunk.
-            if len(self._queue) == 1 or self._queue_rows >= self.config.max_batch_rows:
+            # submit cost a thread switch per chunk.
+            if len(self._queue) == 1 or queued >= self._max_batch_rows:
                 self._qcond.notify_all()
+
+    def _wait_for_room(self, rows: int, timeout: float | None) -> None:
+        """Block (under ``_qcond``) until the queue takes ``rows`` more; raise if it cannot."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._stop:
+                raise WriterError("telemetry writer is closed")
+            if self._failed:
+                raise WriterError(f"telemetry writer failed: {self._stats.error}")
+            if self._queue_rows == 0 or self._queue_rows + rows <= self._max_queue_rows:
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError("telemetry writer queue is full")
+            self._qcond.wait(remaining)
 
     def acked(self, session_id: uuid.UUID) -> int:
         """Highest k with pose frames 0..k of the session durable; -1 if none."""
@@ -404,7 +421,7 @@ class TelemetryWriter:
                 outcome = self._store.write(conn, items)
         except _OUTAGE:
             raise
-        except psycopg.Error as exc:
+        except (psycopg.Error, *_MALFORMED) as exc:
             self._store.reset()
             if len(items) == 1:
                 self._reject(items[0], exc)
@@ -418,11 +435,16 @@ class TelemetryWriter:
     def _reject(self, item: Record, exc: BaseException) -> None:
         conn = self._conn
         assert conn is not None
-        log.error("telemetry record rejected by the database: %s", exc)
+        log.error("telemetry record rejected: %s", exc)
+        try:
+            payload = item.to_bytes()
+        except _MALFORMED:  # too malformed to encode: keep what identifies it
+            payload = repr(item).encode()
+        error = str(exc) if isinstance(exc, psycopg.Error) else f"{type(exc).__name__}: {exc}"
         with conn.transaction():
             conn.execute(
                 "INSERT INTO ingest_rejects (kind, error, payload) VALUES (%s, %s, %s)",
-                (int(rec.kind_of(item)), str(exc), item.to_bytes()),
+                (int(rec.kind_of(item)), error, payload),
             )
         self._stats.rejected_records += 1
 
@@ -470,7 +492,7 @@ class TelemetryWriter:
         self._finish(items)
 
     def _mark_durable(self, item: Record, touched: list[uuid.UUID]) -> None:
-        if isinstance(item, PoseBatch):
+        if isinstance(item, PoseChunk | PoseBatch):
             rs = self._durable.setdefault((POSE_STREAM, item.session_id), RangeSet())
             rs.add(item.seq0, item.seq0 + item.n - 1)
             touched.append(item.session_id)
@@ -539,7 +561,7 @@ class TelemetryWriter:
             return
         touched: list[uuid.UUID] = []
         for r in self._spool.records():
-            if r.kind in (rec.Kind.POSE, rec.Kind.SCORE):
+            if r.kind in (rec.Kind.POSE, rec.Kind.POSE_CHUNK, rec.Kind.SCORE):
                 item = rec.decode(r.kind, r.payload)
                 self._mark_durable(item, touched)
         self._report(touched)
