@@ -131,8 +131,6 @@ class SessionScorer:
                                          reference_rate, max_gap_s=max_gap_s)
         self._tool = int(tool_index)
         self._metrics = SessionMetrics(self.model)
-        self._times = np.empty(4096)
-        self._n = 0
         self._finished = False
         names = self.model.names
         self._cue_text = [CUE_TEXT[n] for n in names]
@@ -145,8 +143,6 @@ class SessionScorer:
         self.model = model
         self._tool = int(tool_index)
         self._metrics = SessionMetrics(model)
-        self._times = np.empty(4096)
-        self._n = 0
         self._finished = False
         self._cue_text = [CUE_TEXT[n] for n in model.names]
         self._width = model.hi - model.lo
@@ -164,16 +160,13 @@ class SessionScorer:
             raise ValueError(f"tool tracker {self._tool} not in a {poses.shape[1]}-tracker chunk")
         if not abs(period * self.model.fs - 1.0) <= PERIOD_TOLERANCE:
             raise ValueError(f"period {period} s does not match {self.model.fs} Hz")
-        k = poses.shape[0]
-        if k == 0:
+        if poses.shape[0] == 0:
             return [], []
-        if self._n + k > self._times.shape[0]:
-            t = np.empty(max(2 * self._times.shape[0], self._n + k))
-            t[: self._n] = self._times[: self._n]
-            self._times = t
-        self._times[self._n:self._n + k] = rig_time_first + period * np.arange(k)
-        self._n += k
-        windows, events = self._metrics.feed(poses[:, self._tool, :], valid[:, self._tool])
+        code = self._metrics.feed_chunk(poses, valid, self._tool, float(rig_time_first),
+                                        float(period))
+        if code == 0:  # the common case: no window completed, no cue changed
+            return [], []
+        windows, events = self._metrics.collect(code)
         return self._convert(windows, events)
 
     def _convert(self, windows: list[Any], events: list[Any]
@@ -189,13 +182,13 @@ class SessionScorer:
                     mean=float(st[j, 2]), std=float(st[j, 3]),
                     fraction_in_window=float(st[j, 1] / cnt) if cnt else math.nan,
                     observations=cnt)
-            out_w.append(ScoreWindow(rig_time=float(self._times[w.start]),
+            out_w.append(ScoreWindow(rig_time=self._metrics.rig_time(w.start),
                                      duration_s=w.length / self.model.fs, metrics=mets,
                                      score=w.score, progress=w.progress, distance=w.distance))
         out_c: list[Cue] = []
         for row, e in events:
             name = names[e.param]
-            t = float(self._times[row])
+            t = self._metrics.rig_time(row)
             if e.active:
                 direction, message = self._cue_text[e.param][0 if e.direction < 0 else 1]
                 v = self._metrics.observation(row, e.param)

@@ -47,7 +47,7 @@ from sim_kernels.process import (
 from sim_kernels.rubric import Rubric
 from sim_kernels.scoring import ScoreResult, score_from_stats, window_score
 from sim_kernels.streaming import _stream_rows
-from sim_kernels.windows import CueEvent, CueTracker, _cues, _stats
+from sim_kernels.windows import CueEvent, CueTracker, _cues_at, _stats
 
 # observation kinds
 _DIRECT = 0
@@ -367,55 +367,195 @@ def _session_core(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_
     misc[12] = longest
 
 
-@jit
-def _chunk_step(ip: NDArray[np.int64], fp: NDArray[np.float64], poses: NDArray[np.float64],
-                ok: NDArray[np.bool_], interp: NDArray[np.bool_], tip_offset: NDArray[np.float64],
-                origin: NDArray[np.float64], frame: NDArray[np.float64],
-                base: NDArray[np.float64], tip: NDArray[np.float64], kinds: NDArray[np.int64],
-                cols: NDArray[np.int64], obs: NDArray[np.float64], acols: NDArray[np.int64],
-                ascale: NDArray[np.float64], feat: NDArray[np.float64], have: NDArray[np.bool_],
-                ref: NDArray[np.float64], dtw_buf: NDArray[np.float64],
-                cue_cols: NDArray[np.int64], clo: NDArray[np.float64], chi: NDArray[np.float64],
-                ch: NDArray[np.float64], cdwell: NDArray[np.int64], cclear: NDArray[np.int64],
-                cue_state: NDArray[np.int64], events: NDArray[np.int64], st: NDArray[np.int64],
-                out: NDArray[np.float64]) -> int:
-    """One streaming step in one call (the per-chunk hot path): bridge gaps in rows
-    ``[ctx, decided)``, then base quantities, observations, alignment blocks and cues of rows
-    ``[r0, decided)`` — the same kernels, in the same order, as the batch path.
+# Packed per-session state of the streaming path (SessionMetrics). One numba call per chunk
+# costs ~0.25-0.4 us per array argument to type and unbox (benchmarks/bench_kernels.py), so the
+# state lives in three flat arrays instead of ~25: ``si`` (int64: settings, counters, cue state),
+# ``sf`` (float64: settings, DTW row, pose ring, per-row base/tip/obs/times, feature blocks)
+# and ``sb`` (bool: ok, interp, have). The kernels see C-contiguous reshaped views, i.e. the same
+# array types (and so the same machine code) as the batch path.
+_I_PROCESS = 0
+_I_LAG = 1
+_I_WIN = 2
+_I_WWIN = 3
+_I_DECIM = 4
+_I_BAND = 5
+_I_MAXGAP = 6
+_I_P = 7  # metric columns
+_I_NC = 8  # cue columns
+_I_NA = 9  # alignment parameter columns
+_I_NB = 10  # base quantity columns (5 weld, 4 spray)
+_I_N = 11  # rows fully processed
+_I_PEND = 12  # rows [pend, nin) wait for a gap decision
+_I_NIN = 13  # rows received
+_I_LASTV = 14  # last valid row (-1: none yet)
+_I_PBASE = 15  # session row of pose ring row 0
+_I_WINNEXT = 16  # first row of the next real-time window
+_I_BLKNEXT = 17  # next alignment block
+_I_BLKUSED = 18  # blocks fed to the DTW
+_I_CAP = 19  # row capacity of the per-row segments
+_I_RING = 20  # pose ring rows
+_I_NE = 21  # cue events of the last call (rows absolute)
+_I_NEED = 22  # size a growth request asks for
+_I_POS = 23  # best-matching reference block (-1: none yet)
+_I_NBLK = 24  # feature block capacity
+_I_F_RING = 25  # offsets into sf
+_I_F_TIMES = 26
+_I_F_BASE = 27
+_I_F_TIP = 28
+_I_F_OBS = 29
+_I_F_FEAT = 30
+_I_F_DTW = 31
+_I_HEAD = 32  # then kinds[p], cols[p], acols[na], cue_cols[nc], dwell[nc], clear[nc], state
+_F_DT = 0
+_F_MINAMP = 1
+_F_POSSCALE = 2
+_F_DIST = 3  # running DTW distance (NaN without reference, inf before the first block)
+_F_TIPOFF = 4  # 3
+_F_ORIGIN = 7  # 3
+_F_FRAME = 10  # 3 x 3
+_F_HEAD = 19  # then ascale[na], cue lo[nc], hi[nc], hysteresis[nc], DTW row, segments
+# _feed_kernel results: >= 0 is a bit set, < 0 asks the caller to grow a buffer (si[_I_NEED])
+FED_EVENTS = 1
+FED_WINDOW = 2
+_NEED_ROWS = -1
+_NEED_RING = -2
+_NEED_EVENTS = -3
 
-    ``ip`` = process, lag, win, wwin, decim, band, max_gap; ``fp`` = dt, min weave amplitude,
-    position scale; ``st`` (in/out) = ctx, decided, r0, blk_next, blocks_used, and the row
-    of ``poses[0]``; ``out`` =
-    best, arg, 1 if the alignment advanced. Returns the number of cue events (rows relative
-    to ``r0``, columns indexing ``cue_cols``)."""
-    ctx, decided, r0, poff = st[0], st[1], st[2], st[5]
-    fill_gaps_kernel(poses[ctx - poff:decided - poff], ok[ctx:decided], ip[6],
+
+@jit
+def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: int, t0: float,
+                 period: float, final: bool, si: NDArray[np.int64], sf: NDArray[np.float64],
+                 sb: NDArray[np.bool_], ref: NDArray[np.float64], ev: NDArray[np.int64]) -> int:
+    """One streaming step (the per-chunk hot path) in one call: copy tracker ``tool`` of
+    ``poses`` (k, trackers, 7) in (a sample flagged valid but holding NaN/inf is lost all the
+    same), stamp row times ``t0 + period * j``, decide pending gap rows, then bridge gaps,
+    base quantities, observations, alignment blocks and cues of the decided rows — the same
+    kernels, in the same order, as the batch path. ``final`` resolves a trailing gap.
+
+    Returns :data:`FED_EVENTS` | :data:`FED_WINDOW` bits (0: nothing to report), or a
+    negative code with the size needed in ``si[_I_NEED]``; then no state was changed and the
+    caller grows the buffer and calls again."""
+    k = poses.shape[0]
+    n_in = si[_I_NIN]
+    n = si[_I_N]
+    pbase = si[_I_PBASE]
+    pend = si[_I_PEND]
+    nc = si[_I_NC]
+    ring_rows = si[_I_RING]
+    # -- room (checked before anything changes)
+    if n_in + k > si[_I_CAP]:
+        si[_I_NEED] = n_in + k
+        return _NEED_ROWS
+    if (n_in + k - n) * max(1, nc) > ev.shape[0]:
+        si[_I_NEED] = (n_in + k - n) * max(1, nc)
+        return _NEED_EVENTS
+    move = n_in + k - pbase > ring_rows
+    keep = max(pbase, pend - 1)  # rows before the gap context are never read again
+    if move and n_in - keep + k > ring_rows:
+        si[_I_NEED] = max(2 * ring_rows, n_in - keep + k)
+        return _NEED_RING
+    # -- views
+    p = si[_I_P]
+    na = si[_I_NA]
+    nb_ = si[_I_NB]
+    cap = si[_I_CAP]
+    nblk = si[_I_NBLK]
+    o = _I_HEAD
+    kinds = si[o:o + p]
+    cols = si[o + p:o + 2 * p]
+    acols = si[o + 2 * p:o + 2 * p + na]
+    o += 2 * p + na
+    cue_cols = si[o:o + nc]
+    cdwell = si[o + nc:o + 2 * nc]
+    cclear = si[o + 2 * nc:o + 3 * nc]
+    cstate = si[o + 3 * nc:o + 7 * nc].reshape((nc, 4))
+    tip_offset = sf[_F_TIPOFF:_F_TIPOFF + 3]
+    origin = sf[_F_ORIGIN:_F_ORIGIN + 3]
+    frame = sf[_F_FRAME:_F_FRAME + 9].reshape((3, 3))
+    o = _F_HEAD
+    ascale = sf[o:o + na]
+    clo = sf[o + na:o + na + nc]
+    chi = sf[o + na + nc:o + na + 2 * nc]
+    ch = sf[o + na + 2 * nc:o + na + 3 * nc]
+    dtw_buf = sf[si[_I_F_DTW]:si[_I_F_DTW] + ref.shape[0] + 1]
+    ring = sf[si[_I_F_RING]:si[_I_F_RING] + 7 * ring_rows].reshape((ring_rows, 7))
+    times = sf[si[_I_F_TIMES]:si[_I_F_TIMES] + cap]
+    base = sf[si[_I_F_BASE]:si[_I_F_BASE] + cap * nb_].reshape((cap, nb_))
+    tip = sf[si[_I_F_TIP]:si[_I_F_TIP] + cap * 3].reshape((cap, 3))
+    obs = sf[si[_I_F_OBS]:si[_I_F_OBS] + cap * p].reshape((cap, p))
+    nf = 3 + na
+    feat = sf[si[_I_F_FEAT]:si[_I_F_FEAT] + nblk * nf].reshape((nblk, nf))
+    ok = sb[:cap]
+    interp = sb[cap:2 * cap]
+    have = sb[2 * cap:2 * cap + nblk]
+    si[_I_NE] = 0
+    # -- copy in
+    if move:
+        rows = n_in - keep
+        for r in range(rows):
+            for c in range(7):
+                ring[r, c] = ring[keep - pbase + r, c]
+        pbase = keep
+        si[_I_PBASE] = keep
+    for j in range(k):
+        r = n_in + j
+        good = bool(valid[j, tool])
+        for c in range(7):
+            v = float(poses[j, tool, c])
+            ring[r - pbase, c] = v
+            if not np.isfinite(v):
+                good = False
+        ok[r] = good
+        interp[r] = False
+        times[r] = t0 + period * j
+    end = n_in + k
+    si[_I_NIN] = end
+    # -- gap decision: everything up to the last valid row is decidable
+    lv = end - 1
+    while lv >= n_in and not ok[lv]:
+        lv -= 1
+    if lv >= n_in:
+        si[_I_LASTV] = lv
+    decided = si[_I_LASTV] + 1 if not final else end
+    # a trailing gap longer than max_gap is already known to be a real gap
+    if not final and end - decided > si[_I_MAXGAP]:
+        decided = end - si[_I_MAXGAP]
+    if decided <= pend:
+        return 0
+    si[_I_PEND] = decided
+    # -- bridge short gaps inside [context, decided): include the previous valid row
+    ctx = max(0, pend - 1)
+    r0 = n
+    fill_gaps_kernel(ring[ctx - pbase:decided - pbase], ok[ctx:decided], si[_I_MAXGAP],
                      interp[ctx:decided])
-    _base_rows(ip[0], poses, ok, r0, decided, tip_offset, origin, frame, base, tip, poff)
-    _obs_rows(kinds, cols, base, r0, decided, fp[0], ip[1], ip[2], ip[3], fp[1], obs)
-    decim = ip[4]
-    b0 = st[3]
+    _base_rows(si[_I_PROCESS], ring, ok, r0, decided, tip_offset, origin, frame, base, tip,
+               pbase)
+    _obs_rows(kinds, cols, base, r0, decided, sf[_F_DT], si[_I_LAG], si[_I_WIN], si[_I_WWIN],
+              sf[_F_MINAMP], obs)
+    decim = si[_I_DECIM]
+    b0 = si[_I_BLKNEXT]
     b1 = decided // decim
-    out[2] = 0.0
     if b1 > b0:
-        _feature_blocks(base, tip, acols, ascale, fp[2], b0, b1, decim, feat, have)
+        _feature_blocks(base, tip, acols, ascale, sf[_F_POSSCALE], b0, b1, decim, feat, have)
         if ref.shape[0] > 0:
             for b in range(b0, b1):
                 if have[b]:
-                    best, arg, _ = _stream_rows(feat[b:b + 1], ref, dtw_buf, st[4], ip[5])
-                    st[4] += 1
-                    out[0] = best
-                    out[1] = arg
-                    out[2] = 1.0
-        st[3] = b1
-    nc = cue_cols.shape[0]
-    if nc == 0:
-        return 0
-    sub = np.empty((decided - r0, nc))
-    for i in range(r0, decided):
-        for c in range(nc):
-            sub[i - r0, c] = obs[i, cue_cols[c]]
-    return _cues(sub, clo, chi, ch, cdwell, cclear, cue_state, events)
+                    best, arg, _ = _stream_rows(feat[b:b + 1], ref, dtw_buf, si[_I_BLKUSED],
+                                                si[_I_BAND])
+                    si[_I_BLKUSED] += 1
+                    sf[_F_DIST] = math.sqrt(best)
+                    si[_I_POS] = arg
+        si[_I_BLKNEXT] = b1
+    si[_I_N] = decided
+    code = 0
+    if nc > 0:
+        ne = _cues_at(obs, r0, decided, cue_cols, clo, chi, ch, cdwell, cclear, cstate, ev)
+        si[_I_NE] = ne
+        if ne > 0:
+            code |= FED_EVENTS
+    if si[_I_WINNEXT] + si[_I_WIN] <= decided:
+        code |= FED_WINDOW
+    return code
 
 
 @pjit
@@ -594,202 +734,219 @@ class SessionSummary:
 
 
 class SessionMetrics:
-    """Streaming form of the pipeline for one session (module doc)."""
+    """Streaming form of the pipeline for one session (module doc).
+
+    The state is packed in a few flat arrays (see :func:`_feed_kernel`) so that a chunk costs
+    one numba call; Python objects are only built when a window completes or a cue changes.
+    """
 
     def __init__(self, model: ExerciseModel, capacity: int = 4096,
                  pose_rows: int = _POSE_ROWS) -> None:
         self.m = model
-        cap = max(16, capacity)
-        # recent poses only (rows >= _pbase): older ones are never read again
-        self._poses = np.empty((max(2, pose_rows), 7))
-        self._pbase = 0
-        self._ok = np.zeros(cap, np.bool_)
-        self._interp = np.zeros(cap, np.bool_)
-        nb_ = 5 if model.process == 0 else 4
-        self._base = np.empty((cap, nb_))
-        self._tip = np.empty((cap, 3))
-        self._obs = np.empty((cap, len(model.names)))
-        self._n = 0  # rows fully processed
-        self._pending_from = 0  # rows [pending_from, n_in) wait for a gap decision
-        self._n_in = 0  # rows received
-        self._last_valid = -1
-        self._win_next = 0
-        self._feat = np.empty((cap // model.decim + 2, 3 + model.acols.shape[0]))
-        self._have = np.zeros(cap // model.decim + 2, np.bool_)
-        self._blk_next = 0
-        self._blocks_used = 0
-        has_ref = model.reference.shape[0] > 0
-        self._dtw_buf = np.full(model.reference.shape[0] + 1, np.inf)
-        self._dtw_buf[0] = 0.0
-        self._dist = math.nan if not has_ref else math.inf
-        self._pos = -1
+        p = len(model.names)
+        na = int(model.acols.shape[0])
         # pass overlap is only known at the end of the session: never a real-time cue
         cue_cols = [j for j, n in enumerate(model.names)
                     if model.rubric.metrics[n].cue  # type: ignore[index]
                     and model.kinds[j] != _OVERLAP]
-        self._cue_cols = np.array(cue_cols, np.int64)
+        nc = len(cue_cols)
+        cc = np.array(cue_cols, np.int64)
         rules = [model.rubric.metrics[model.names[j]] for j in cue_cols]  # type: ignore[index]
-        # same state machine and bounds as windows.CueTracker, driven from the fused step
-        self._cues = CueTracker(
-            model.lo[self._cue_cols], model.hi[self._cue_cols],
-            np.array([r.effective_hysteresis for r in rules]),
-            self._per_obs(model.dwell, cue_cols), self._per_obs(model.clear, cue_cols)) \
-            if cue_cols else None
-        self._ip = np.array([model.process, model.lag, model.win, model.wwin, model.decim,
-                             model.band, model.max_gap], np.int64)
-        self._fp = np.array([1.0 / model.fs, WEAVE_MIN_AMPLITUDE_MM,
-                             model.rubric.alignment.position_scale_mm])
-        self._st = np.zeros(6, np.int64)
-        self._out = np.zeros(3)
-        self._events = np.empty((64, 4), np.int64)
-        self._cue_arrays = self._cues.arrays() if self._cues is not None else (
-            np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
-            np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
+        # same state machine and bounds as windows.CueTracker (its checks and margins), driven
+        # from the fused step
+        clo, chi, ch, cdw, ccl, _ = CueTracker(
+            model.lo[cc], model.hi[cc], np.array([r.effective_hysteresis for r in rules]),
+            self._per_obs(cue_cols), self._per_obs(cue_cols, clear=True)).arrays() \
+            if cue_cols else (np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+                              np.zeros(0, np.int64), None)
+        si = np.zeros(_I_HEAD + 2 * p + na + 7 * nc, np.int64)
+        si[[_I_PROCESS, _I_LAG, _I_WIN, _I_WWIN, _I_DECIM, _I_BAND, _I_MAXGAP, _I_P, _I_NC,
+           _I_NA, _I_NB]] = (model.process, model.lag, model.win, model.wwin, model.decim,
+                             model.band, model.max_gap, p, nc, na,
+                             5 if model.process == 0 else 4)
+        si[_I_LASTV] = -1
+        si[_I_POS] = -1
+        o = _I_HEAD
+        si[o:o + p] = model.kinds
+        si[o + p:o + 2 * p] = model.cols
+        si[o + 2 * p:o + 2 * p + na] = model.acols
+        o += 2 * p + na
+        si[o:o + nc] = cc
+        si[o + nc:o + 2 * nc] = cdw
+        si[o + 2 * nc:o + 3 * nc] = ccl
+        self._si = si
+        m_ref = model.reference.shape[0]
+        head = _F_HEAD + na + 3 * nc
+        si[_I_F_DTW] = head
+        self._fixed = head + m_ref + 1  # sf before the resizable segments
+        sf = np.zeros(self._fixed)
+        sf[[_F_DT, _F_MINAMP, _F_POSSCALE, _F_DIST]] = (
+            1.0 / model.fs, WEAVE_MIN_AMPLITUDE_MM, model.rubric.alignment.position_scale_mm,
+            math.nan if m_ref == 0 else math.inf)
+        sf[_F_TIPOFF:_F_TIPOFF + 3] = model.geometry.tip_offset
+        sf[_F_ORIGIN:_F_ORIGIN + 3] = model.origin
+        sf[_F_FRAME:_F_FRAME + 9] = model.frame.ravel()
+        o = _F_HEAD
+        sf[o:o + na] = model.ascale
+        sf[o + na:o + na + nc] = clo
+        sf[o + na + nc:o + na + 2 * nc] = chi
+        sf[o + na + 2 * nc:o + na + 3 * nc] = ch
+        sf[head:head + m_ref + 1] = np.inf
+        sf[head] = 0.0
+        self._sf = sf
+        self._sb = np.zeros(0, np.bool_)
+        self._ev = np.empty((64, 4), np.int64)
+        self._cue_cols = cc
+        # numpy views of the segments, set by _layout (finish(), windows, cue values, times)
+        self._ring: NDArray[np.float64]
+        self._times: NDArray[np.float64]
+        self._base: NDArray[np.float64]
+        self._tip: NDArray[np.float64]
+        self._obs: NDArray[np.float64]
+        self._feat: NDArray[np.float64]
+        self._ok: NDArray[np.bool_]
+        self._interp: NDArray[np.bool_]
+        self._layout(max(16, capacity), max(2, pose_rows))
 
-    def _per_obs(self, samples: int, cols: list[int]) -> NDArray[np.int64]:
+    def _per_obs(self, cols: list[int], clear: bool = False) -> NDArray[np.int64]:
         """A dwell in samples as a count of observations per cue column: weave metrics are
         observed once per real-time window, so their dwell is ceil(samples / window)."""
         m = self.m
+        samples = m.clear if clear else m.dwell
         return np.array([max(1, math.ceil(samples / m.win))
                          if m.kinds[j] in (_WEAVE_AMP, _WEAVE_PER) else samples for j in cols],
                         np.int64)
 
     # -- buffers
-    def _grow(self, need: int) -> None:
-        cap = self._ok.shape[0]
-        if need <= cap:
-            return
-        new = max(need, 2 * cap)
+    def _layout(self, cap: int, ring_rows: int) -> None:
+        """(Re)allocate the resizable segments for ``cap`` rows and a ``ring_rows`` pose ring,
+        keeping their contents (session rows keep their positions; the ring keeps its rows)."""
+        si, old_f, old_b = self._si, self._sf, self._sb
+        p, nb_, nf = int(si[_I_P]), int(si[_I_NB]), 3 + int(si[_I_NA])
+        nblk = cap // self.m.decim + 2
+        sizes = (ring_rows * 7, cap, cap * nb_, cap * 3, cap * p, nblk * nf)
+        offs = np.cumsum((self._fixed, *sizes[:-1]))
+        sf = np.empty(int(offs[-1]) + sizes[-1])
+        sf[:self._fixed] = old_f[:self._fixed]
+        sb = np.zeros(2 * cap + nblk, np.bool_)
+        old_cap = int(si[_I_CAP])
+        if old_cap:
+            old_ring = int(si[_I_RING])
+            sf[offs[0]:offs[0] + old_ring * 7] = self._ring[:old_ring].ravel()
+            for seg, old in zip((1, 2, 3, 4), (self._times, self._base, self._tip, self._obs),
+                                strict=True):
+                sf[offs[seg]:offs[seg] + old.size] = old.ravel()
+            old_nblk = int(si[_I_NBLK])
+            sf[offs[5]:offs[5] + old_nblk * nf] = self._feat.ravel()
+            sb[:old_cap] = old_b[:old_cap]
+            sb[cap:cap + old_cap] = old_b[old_cap:2 * old_cap]
+            sb[2 * cap:2 * cap + old_nblk] = old_b[2 * old_cap:2 * old_cap + old_nblk]
+        si[[_I_CAP, _I_RING, _I_NBLK, _I_F_RING, _I_F_TIMES, _I_F_BASE, _I_F_TIP, _I_F_OBS,
+           _I_F_FEAT]] = (cap, ring_rows, nblk, *offs)
+        self._sf, self._sb = sf, sb
+        self._ring = sf[offs[0]:offs[0] + sizes[0]].reshape(ring_rows, 7)
+        self._times = sf[offs[1]:offs[1] + cap]
+        self._base = sf[offs[2]:offs[2] + sizes[2]].reshape(cap, nb_)
+        self._tip = sf[offs[3]:offs[3] + sizes[3]].reshape(cap, 3)
+        self._obs = sf[offs[4]:offs[4] + sizes[4]].reshape(cap, p)
+        self._feat = sf[offs[5]:offs[5] + sizes[5]].reshape(nblk, nf)
+        self._ok = sb[:cap]
+        self._interp = sb[cap:2 * cap]
 
-        def g(a: NDArray[Any]) -> NDArray[Any]:
-            b = np.empty((new, *a.shape[1:]), a.dtype)
-            b[:cap] = a
-            return b
-
-        self._ok = g(self._ok)
-        self._interp = g(self._interp)
-        self._base = g(self._base)
-        self._tip = g(self._tip)
-        self._obs = g(self._obs)
-        nblk = new // self.m.decim + 2
-        f = np.empty((nblk, self._feat.shape[1]))
-        f[: self._feat.shape[0]] = self._feat
-        h = np.zeros(nblk, np.bool_)
-        h[: self._have.shape[0]] = self._have
-        self._feat, self._have = f, h
+    def _grow(self, code: int) -> None:
+        """Serve a :func:`_feed_kernel` request for more room."""
+        si = self._si
+        need = int(si[_I_NEED])
+        if code == _NEED_ROWS:
+            self._layout(max(need, 2 * int(si[_I_CAP])), int(si[_I_RING]))
+        elif code == _NEED_RING:
+            self._layout(int(si[_I_CAP]), need)
+        else:
+            self._ev = np.empty((max(need, 2 * self._ev.shape[0]), 4), np.int64)
 
     @property
     def rows(self) -> int:
         """Rows whose observations are final (a trailing gap may still be pending)."""
-        return self._n
+        return int(self._si[_I_N])
 
     @property
     def progress(self) -> float:
         r = self.m.reference.shape[0]
+        pos = int(self._si[_I_POS])
         if r == 0:
             return math.nan
-        if self._pos < 0:
+        if pos < 0:
             return 0.0
-        return 1.0 if r == 1 else self._pos / (r - 1)
+        return 1.0 if r == 1 else pos / (r - 1)
 
     @property
     def distance(self) -> float:
-        return self._dist
-
-    def _room(self, k: int) -> None:
-        """Make room for ``k`` more poses: drop rows before the gap context (the last row
-        before the undecided ones), growing only if a gap is still pending that long."""
-        if self._n_in + k - self._pbase <= self._poses.shape[0]:
-            return
-        keep = max(self._pbase, self._pending_from - 1)
-        rows = self._n_in - keep
-        self._poses[:rows] = self._poses[keep - self._pbase:self._n_in - self._pbase]
-        self._pbase = keep
-        if rows + k > self._poses.shape[0]:
-            grown = np.empty((max(2 * self._poses.shape[0], rows + k), 7))
-            grown[:rows] = self._poses[:rows]
-            self._poses = grown
+        return float(self._sf[_F_DIST])
 
     def observation(self, row: int, col: int) -> float:
         """The observation of metric column ``col`` at session row ``row``."""
         return float(self._obs[row, col])
 
+    def rig_time(self, row: int) -> float:
+        """``t0 + period * j`` of the :meth:`feed_chunk` sample that became row ``row``."""
+        return float(self._times[row])
+
+    def feed_chunk(self, poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: int,
+                   t0: float = 0.0, period: float = 0.0, final: bool = False) -> int:
+        """Append tracker ``tool`` of ``poses`` (k, trackers, 7) / ``valid`` (k, trackers),
+        stamping row times ``t0 + period * j``. Returns :data:`FED_EVENTS` |
+        :data:`FED_WINDOW` bits; 0 (the common case): no window completed, no cue changed,
+        nothing to collect. Otherwise :meth:`collect` returns what was produced."""
+        code = _feed_kernel(poses, valid, tool, t0, period, final, self._si, self._sf, self._sb,
+                            self.m.reference, self._ev)
+        while code < 0:  # a buffer is full: grow it (nothing changed) and run again
+            self._grow(code)
+            code = _feed_kernel(poses, valid, tool, t0, period, final, self._si, self._sf,
+                                self._sb, self.m.reference, self._ev)
+        return code
+
+    def collect(self, code: int
+                ) -> tuple[list[WindowStats], list[tuple[int, CueEvent]]]:
+        """Completed windows and cue changes ``(row, event)`` of the last :meth:`feed_chunk`
+        that returned ``code``."""
+        events: list[tuple[int, CueEvent]] = []
+        if code & FED_EVENTS:
+            cc = self._cue_cols
+            for q in range(int(self._si[_I_NE])):
+                r, c, d, a = self._ev[q]
+                events.append((int(r), CueEvent(int(r), int(cc[c]), int(d), bool(a))))
+        windows: list[WindowStats] = []
+        if code & FED_WINDOW:
+            m = self.m
+            si = self._si
+            upto = int(si[_I_N])
+            dist = self.distance
+            while si[_I_WINNEXT] + m.win <= upto:
+                s = int(si[_I_WINNEXT])
+                ws = np.empty((len(m.names), 5))
+                _stats(self._obs[s:s + m.win], m.lo, m.hi, ws)
+                windows.append(WindowStats(s, m.win, ws, window_score(m.rubric, ws),
+                                           self.progress, dist))
+                si[_I_WINNEXT] = s + m.win
+        return windows, events
+
     def feed(self, poses: NDArray[np.floating], valid: NDArray[np.bool_],
              final: bool = False) -> tuple[list[WindowStats], list[tuple[int, CueEvent]]]:
         """Append samples (k, 7) with validity flags; return completed windows and cue
         changes as ``(row, event)``. ``final`` resolves a trailing gap (end of session)."""
-        k = poses.shape[0]
-        self._grow(self._n_in + k)
-        a = self._n_in
-        self._room(k)
-        pa = a - self._pbase
-        self._poses[pa:pa + k] = poses
-        # a sample flagged valid but holding NaN/inf is lost all the same (as in rescoring)
-        self._ok[a:a + k] = valid & np.isfinite(self._poses[pa:pa + k]).all(axis=1)
-        self._interp[a:a + k] = False
-        self._n_in += k
-        # decide pending gap rows: everything up to the last valid row is decidable
-        end = self._n_in
-        lv = a + k - 1
-        while lv >= a and not self._ok[lv]:
-            lv -= 1
-        if lv >= a:
-            self._last_valid = lv
-        decided = self._last_valid + 1 if not final else end
-        # a trailing gap longer than max_gap is already known to be a real gap
-        if not final and end - decided > self.m.max_gap:
-            decided = end - self.m.max_gap
-        lo = self._pending_from
-        if decided <= lo:
-            return [], []
-        # bridge short gaps inside [context, decided): include the previous valid row
-        self._pending_from = decided
-        return self._process(max(0, lo - 1), decided)
-
-    def _process(self, ctx: int, upto: int
-                 ) -> tuple[list[WindowStats], list[tuple[int, CueEvent]]]:
-        m = self.m
-        r0 = self._n
-        ncue = self._cue_cols.shape[0]
-        if self._events.shape[0] < (upto - r0) * max(1, ncue):
-            self._events = np.empty(((upto - r0) * max(1, ncue), 4), np.int64)
-        st = self._st
-        st[0] = ctx
-        st[1] = upto
-        st[2] = r0
-        st[5] = self._pbase
-        clo, chi, ch, cdw, ccl, cst = self._cue_arrays
-        ne = _chunk_step(
-            self._ip, self._fp, self._poses, self._ok, self._interp, m.geometry.tip_offset,
-            m.origin, m.frame, self._base, self._tip, m.kinds, m.cols, self._obs, m.acols,
-            m.ascale, self._feat, self._have, m.reference, self._dtw_buf, self._cue_cols,
-            clo, chi, ch, cdw, ccl, cst, self._events, st, self._out)
-        self._n = upto
-        self._blk_next = int(st[3])
-        self._blocks_used = int(st[4])
-        if self._out[2] > 0.0:
-            self._dist = math.sqrt(self._out[0])
-            self._pos = int(self._out[1])
-        events: list[tuple[int, CueEvent]] = []
-        for q in range(ne):
-            r, c, d, a = self._events[q]
-            events.append((r0 + int(r), CueEvent(r0 + int(r), int(self._cue_cols[c]), int(d),
-                                                 bool(a))))
-        windows: list[WindowStats] = []
-        while self._win_next + m.win <= upto:
-            s = self._win_next
-            ws = np.empty((len(m.names), 5))
-            _stats(self._obs[s:s + m.win], m.lo, m.hi, ws)
-            windows.append(WindowStats(s, m.win, ws, window_score(m.rubric, ws), self.progress,
-                                       self._dist))
-            self._win_next += m.win
-        return windows, events
+        p = np.asarray(poses)
+        v = np.asarray(valid)
+        if p.ndim != 2 or p.shape[1] != 7 or v.shape != (p.shape[0],):
+            raise ValueError(f"need poses (k, 7) and valid (k,), got {p.shape} and {v.shape}")
+        code = self.feed_chunk(p.reshape(p.shape[0], 1, 7), v.reshape(v.shape[0], 1), 0,
+                               final=final)
+        return self.collect(code)
 
     def finish(self) -> SessionSummary:
         """Resolve trailing rows and compute the final result (same arithmetic as batch)."""
         self.feed(np.empty((0, 7)), np.empty(0, np.bool_), final=True)
         m = self.m
-        n = self._n
+        n = self.rows
         obs = self._obs[:n]
         for j in range(len(m.names)):
             if m.kinds[j] == _OVERLAP:
@@ -803,8 +960,9 @@ class SessionMetrics:
         _quality(_bridge_tip(self._tip[:n]), m.fs, max(0, round(SMOOTH_S * m.fs) // 2), 0.05,
                  IDLE_SPEED, q)
         runs, longest = _gap_stats(self._ok[:n])
-        misc = np.array([*q[:6], self._dist, self._blocks_used, self._pos,
-                         int(self._interp[:n].sum()), int(self._ok[:n].sum()), runs, longest])
+        misc = np.array([*q[:6], self.distance, int(self._si[_I_BLKUSED]),
+                         int(self._si[_I_POS]), int(self._interp[:n].sum()),
+                         int(self._ok[:n].sum()), runs, longest])
         return _summary(m, st, ba, misc, n)
 
 

@@ -68,6 +68,14 @@ def warmup() -> None:
         model = session.ExerciseModel.build(rub, geo, 120.0, p)
         sm = session.SessionMetrics(model)
         sm.feed(p[:20].astype(np.float32), valid[:20])
-        sm.feed(p[20:], valid[20:])
+        sm.feed(p[20:30], valid[20:30])
+        # the controller's chunks: (k, trackers, 7) float32 and (k, trackers) bool, writable
+        # or read-only (decoded from a received frame), each its own compiled specialisation
+        chunk = np.repeat(p[30:, None, :], 2, axis=1).astype(np.float32)
+        ok = np.repeat(valid[30:, None], 2, axis=1)
+        sm.feed_chunk(chunk[:5], ok[:5], 1, 0.25, 1 / 120.0)
+        ro_chunk = np.frombuffer(chunk[5:].tobytes(), np.float32).reshape(chunk[5:].shape)
+        ro_ok = np.frombuffer(ok[5:].tobytes(), np.bool_).reshape(ok[5:].shape)
+        sm.feed_chunk(ro_chunk, ro_ok, 1, 0.3, 1 / 120.0)
         sm.finish()
         session.rescore_sessions(model, [(p, valid)])

@@ -74,16 +74,18 @@ def _window_stats(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray
 
 
 @jit
-def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.float64],
-          h: NDArray[np.float64], dwell: NDArray[np.int64], clear: NDArray[np.int64],
-          state: NDArray[np.int64],
-          events: NDArray[np.int64]) -> int:
-    """Advance the cue state machines over ``obs``; ``state[j] = (active dir, out side,
-    out count, back count)``. ``events[e] = (row, param, dir, on)``. Returns #events."""
+def _cues_at(obs: NDArray[np.float64], r0: int, r1: int, cols: NDArray[np.int64],
+             lo: NDArray[np.float64], hi: NDArray[np.float64], h: NDArray[np.float64],
+             dwell: NDArray[np.int64], clear: NDArray[np.int64], state: NDArray[np.int64],
+             events: NDArray[np.int64]) -> int:
+    """Advance the cue state machines over rows ``[r0, r1)`` of the columns ``cols`` of
+    ``obs`` (parameter ``j`` is column ``cols[j]``); ``state[j] = (active dir, out side,
+    out count, back count)``. ``events[e] = (row, param, dir, on)``. Returns #events.
+    Reading the columns in place saves the streaming step a copy per chunk."""
     ne = 0
-    for i in range(obs.shape[0]):
-        for j in range(obs.shape[1]):
-            v = obs[i, j]
+    for i in range(r0, r1):
+        for j in range(cols.shape[0]):
+            v = obs[i, cols[j]]
             if v != v:
                 continue
             side = -1 if v < lo[j] else (1 if v > hi[j] else 0)
@@ -119,6 +121,16 @@ def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.floa
                 events[ne, 3] = 0
                 ne += 1
     return ne
+
+
+@jit
+def _cues(obs: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.float64],
+          h: NDArray[np.float64], dwell: NDArray[np.int64], clear: NDArray[np.int64],
+          state: NDArray[np.int64],
+          events: NDArray[np.int64]) -> int:
+    """:func:`_cues_at` over every row and column of ``obs`` (rows of ``events`` from 0)."""
+    return _cues_at(obs, 0, obs.shape[0], np.arange(obs.shape[1]), lo, hi, h, dwell, clear,
+                    state, events)
 
 
 def _bounds(lo: object, hi: object, p: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
