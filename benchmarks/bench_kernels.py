@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/bench_kernels.py            # everything (~2-4 min on 2 cores)
     .venv/bin/python benchmarks/bench_kernels.py --quick    # 600x600 only, fewer repeats
     .venv/bin/python benchmarks/bench_kernels.py --table    # also a markdown table on stderr
+    # only the live-scoring case, against the code of another checkout, side by side:
+    #   git worktree add /tmp/kern-base <commit>
+    .venv/bin/python benchmarks/bench_kernels.py --scorer-only --baseline /tmp/kern-base
 
 Every figure is the median of repeats; ours and the baseline run alternately and the ratio
 is the median of the per-pair ratios, because the machine is shared and noisy: compare the
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -207,11 +212,180 @@ def bench_scorer(repeats: int) -> dict[str, Any]:
     })
 
 
+#: Live scoring as in the capacity benchmark: 120 Hz rigs sending 20 ms chunks (2 or 3
+#: samples: 2, 3, 2, 3, 2 = 12 samples per 100 ms), 6 trackers, the tool is tracker 1.
+LIVE_FS = 120.0
+LIVE_CHUNKS = (2, 3, 2, 3, 2)
+LIVE_TRACKERS = 6
+LIVE_TOOL = 1
+
+
+def _live_session(cues: bool) -> tuple[Any, list[tuple[float, np.ndarray, np.ndarray]]]:
+    """The exercise model and a trainee's chunks, read-only like decoded wire frames. The
+    trainee is the expert reference plus 1.5 mm tracker noise; with ``cues`` the torch also
+    bobs 9 mm along its axis (6 s period), so the contact-tip distance leaves its window and
+    cues fire and clear all session long."""
+    from lab_controller.exercises import load_exercise
+    from sim_kernels.session import ExerciseModel
+
+    ex = load_exercise("fillet_t_joint_h")
+    model = ExerciseModel.build(ex.rubric, ex.scene["geometry"], LIVE_FS,
+                                ex.reference.tool_pose, ex.rate_hz)
+    rng = np.random.default_rng(5)
+    ref = ex.reference.tool_pose.astype(np.float64)
+    n = ref.shape[0]
+    pos = ref[:, :3] + rng.normal(0, 1.5, (n, 3))
+    if cues:
+        q = ref[:, 3:]  # tool +Z axis = third column of the rotation matrix
+        z = np.stack([2 * (q[:, 0] * q[:, 2] + q[:, 1] * q[:, 3]),
+                      2 * (q[:, 1] * q[:, 2] - q[:, 0] * q[:, 3]),
+                      1 - 2 * (q[:, 0] ** 2 + q[:, 1] ** 2)], 1)
+        pos += 9.0 * np.sin(2 * np.pi * np.arange(n) / (6 * LIVE_FS))[:, None] * z
+    poses = np.zeros((n, LIVE_TRACKERS, 7), np.float32)
+    poses[:, :, 6] = 1.0
+    poses[:, LIVE_TOOL, :3] = pos
+    poses[:, LIVE_TOOL, 3:] = ref[:, 3:]
+    chunks = []
+    i = c = 0
+    while i < n:
+        k = min(LIVE_CHUNKS[c % len(LIVE_CHUNKS)], n - i)
+        p = np.frombuffer(poses[i:i + k].tobytes(), np.float32).reshape(k, LIVE_TRACKERS, 7)
+        v = np.frombuffer(np.ones((k, LIVE_TRACKERS), bool).tobytes(), np.bool_).reshape(
+            k, LIVE_TRACKERS)
+        chunks.append((1000.0 + i / LIVE_FS, p, v))
+        i += k
+        c += 1
+    return model, chunks
+
+
+def _live_round(model: Any, chunks: list[tuple[float, np.ndarray, np.ndarray]]
+                ) -> dict[str, Any]:
+    """One whole session fed chunk by chunk; per-chunk times (µs) split by whether the chunk
+    produced a window or cue."""
+    s = SessionScorer.from_model(model, LIVE_TOOL)
+    quiet: list[float] = []
+    busy: list[float] = []
+    nw = nc = 0
+    clock = time.perf_counter
+    t_all = clock()
+    for t0, p, v in chunks:
+        t = clock()
+        w, c = s.feed(t0, 1 / LIVE_FS, p, v)
+        dt = clock() - t
+        (busy if w or c else quiet).append(dt)
+        nw += len(w)
+        nc += len(c)
+    t_all = clock() - t_all
+    s.finish()
+    return {"mean_us": t_all / len(chunks) * 1e6,
+            "quiet_median_us": statistics.median(quiet) * 1e6,
+            "busy_median_us": statistics.median(busy) * 1e6 if busy else float("nan"),
+            "windows": nw, "cues": nc, "chunks": len(chunks)}
+
+
+def _serve_live() -> int:
+    """Child mode: one :func:`_live_round` per stdin line, one JSON line back each."""
+    warmup()
+    sessions = {cues: _live_session(cues) for cues in (False, True)}
+    for s in (False, True):
+        _live_round(*sessions[s])  # first-call costs out of the way
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(_live_round(*sessions[json.loads(line)["cues"]])), flush=True)
+    return 0
+
+
+class _LiveChild:
+    """A :func:`_serve_live` process importing the project from ``tree`` (None: this one)."""
+
+    def __init__(self, tree: str | None) -> None:
+        env = dict(os.environ)
+        if tree is not None:
+            env["PYTHONPATH"] = os.path.abspath(tree)
+        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-live"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env=env, cwd=tree or None)
+        assert json.loads(self.ask_line())["ready"]
+
+    def ask_line(self) -> str:
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError("live-scoring child exited")
+        return line
+
+    def round(self, cues: bool) -> dict[str, Any]:
+        assert self.p.stdin is not None
+        self.p.stdin.write(json.dumps({"cues": cues}) + "\n")
+        self.p.stdin.flush()
+        out: dict[str, Any] = json.loads(self.ask_line())
+        return out
+
+    def close(self) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def bench_live_scorer(repeats: int, baseline: str | None) -> list[dict[str, Any]]:
+    """SessionScorer.feed with 20 ms chunks at 120 Hz, 6 trackers (the controller's live
+    scoring), per chunk; with ``baseline`` (another checkout) run side by side: the two
+    processes take turns, one whole session each, and the ratio is the median of the
+    per-pair ratios baseline/ours of the mean per-chunk time."""
+    ours = _LiveChild(None)
+    base = _LiveChild(baseline) if baseline else None
+    out = []
+    try:
+        for cues in (False, True):
+            mine: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for _ in range(repeats):
+                mine.append(ours.round(cues))
+                if base is not None:
+                    theirs.append(base.round(cues))
+            rec: dict[str, Any] = {
+                "bench": "session_scorer_feed_20ms", "fs": LIVE_FS, "trackers": LIVE_TRACKERS,
+                "samples_per_chunk": 12 / 5, "cue_trace": cues,
+                "chunks": mine[0]["chunks"], "windows": mine[0]["windows"],
+                "cues": mine[0]["cues"],
+                "load_avg_1min": round(os.getloadavg()[0], 2)}
+            for key in ("mean_us", "quiet_median_us", "busy_median_us"):
+                rec[key] = round(statistics.median(r[key] for r in mine), 2)
+            rec["rigs_per_core"] = int(1e6 / (rec["mean_us"] * LIVE_FS * 5 / 12))
+            if base is not None:
+                for key in ("mean_us", "quiet_median_us", "busy_median_us"):
+                    rec["baseline_" + key] = round(statistics.median(r[key] for r in theirs), 2)
+                rec["baseline_rigs_per_core"] = int(
+                    1e6 / (rec["baseline_mean_us"] * LIVE_FS * 5 / 12))
+                rec["ratio_baseline_over_ours"] = round(statistics.median(
+                    b["mean_us"] / a["mean_us"] for a, b in zip(mine, theirs, strict=True)), 2)
+                rec["same_windows_and_cues_as_baseline"] = all(
+                    (a["windows"], a["cues"]) == (b["windows"], b["cues"])
+                    for a, b in zip(mine, theirs, strict=True))
+            out.append(emit(rec))
+    finally:
+        ours.close()
+        if base is not None:
+            base.close()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="600x600 only, fewer repeats")
     ap.add_argument("--table", action="store_true", help="markdown summary on stderr")
+    ap.add_argument("--scorer-only", action="store_true",
+                    help="only the live SessionScorer.feed case (20 ms chunks)")
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="a checkout of other code to run the live case against, side by side")
+    ap.add_argument("--repeats", type=int, default=9, help="live-case rounds (sessions)")
+    ap.add_argument("--serve-live", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_live:
+        return _serve_live()
+    if args.scorer_only:
+        bench_live_scorer(args.repeats, args.baseline)
+        return 0
     warmup()
     sizes = [600] if args.quick else [600, 3600]
     reps = {600: 5 if args.quick else 11, 3600: 3}
@@ -219,6 +393,7 @@ def main() -> int:
     batch = bench_batch(1000, 300, 3, 3 if args.quick else 5)
     streams = [bench_streaming(120, d, 12, 3 if args.quick else 5) for d in (3, 8)]
     scorer = bench_scorer(3)
+    live = bench_live_scorer(args.repeats, args.baseline)
     if args.table:
         err = sys.stderr
         print("| n | d | band | ours Mc/s | dtai Mc/s | dtai pruned Mc/s | vs dtai | "
@@ -234,6 +409,13 @@ def main() -> int:
                   f"{s['rigs_per_core_120hz']} rigs/core", file=err)
         print(f"SessionScorer.feed: {scorer['us_per_chunk']} us/chunk, "
               f"{scorer['rigs_per_core_120hz']} rigs/core", file=err)
+        for r in live:
+            print(f"SessionScorer.feed, 20 ms chunks at 120 Hz, 6 trackers"
+                  f"{' (cue trace)' if r['cue_trace'] else ''}: {r['mean_us']} us/chunk, "
+                  f"{r['rigs_per_core']} rigs/core"
+                  + (f", baseline {r['baseline_mean_us']} us/chunk, ratio "
+                     f"{r['ratio_baseline_over_ours']}" if 'baseline_mean_us' in r else ""),
+                  file=err)
     return 0
 
 
