@@ -80,6 +80,50 @@ def pose_columns(rig_bytes: int, trackers: int, analog: int) -> list[Column]:
     ]
 
 
+def score_columns(site_bytes: int, rig_bytes: int) -> list[Column]:
+    return [
+        Column("time", "timestamptz"),
+        Column("site_id", "bytes", size=site_bytes),
+        Column("session_id", "uuid"),
+        Column("rig_id", "bytes", size=rig_bytes),
+        Column("window_idx", "int4"),
+        Column("seq_hi", "int8"),
+        Column("progress", "float4"),
+        Column("alignment_distance", "float4"),
+        Column("window_score", "float4"),
+    ]
+
+
+def param_columns(param_bytes: int) -> list[Column]:
+    return [
+        Column("time", "timestamptz"),
+        Column("session_id", "uuid"),
+        Column("window_idx", "int4"),
+        Column("param", "bytes", size=param_bytes),
+        *[Column(c, "float4") for c in ("mean", "std", "frac_in_window", "ideal", "lo", "hi")],
+    ]
+
+
+_SCORE_COPY = (
+    "COPY score_windows (time, site_id, session_id, rig_id, window_idx, seq_hi, progress, "
+    "alignment_distance, window_score) FROM STDIN (FORMAT BINARY)"
+)
+_PARAM_COPY = (
+    "COPY score_window_params (time, session_id, window_idx, param, mean, std, frac_in_window, "
+    "ideal, lo, hi) FROM STDIN (FORMAT BINARY)"
+)
+
+
+@dataclass
+class _Pending:
+    """Range bookkeeping (and the pose rollup) of one stream, saved after the COPYs."""
+
+    stream: str
+    work: dict[uuid.UUID, RangeSet]
+    changed: set[uuid.UUID]
+    rollup: dict[tuple[uuid.UUID, int], list[Any]] | None = None
+
+
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -158,20 +202,28 @@ class Store:
             if not issubclass(t, OpsMetric):
                 raise TypeError(f"not a telemetry record: {t.__name__}")
             metrics.extend(rs)
+        pending: list[_Pending] = []
         if poses or chunks:
-            self._write_poses(conn, poses, chunks, out)
+            pending.append(self._write_poses(conn, poses, chunks, out))
         if scores:
-            self._write_scores(conn, scores, out)
-        if sessions:
-            self._write_sessions(conn, sessions)
-        if cues:
-            self._write_cues(conn, cues)
-        if events:
-            self._write_events(conn, events)
-        if metrics:
-            self._write_metrics(conn, metrics)
-        if results:
-            self._write_results(conn, results)
+            pending.append(self._write_scores(conn, scores, out))
+        # Everything after the COPYs in one round trip (pipeline mode; a COPY cannot be in one):
+        # range bookkeeping, the per-second rollup and the low-rate records.
+        with conn.pipeline():
+            for p in pending:
+                self._save_ranges(conn, p.stream, p.work, p.changed, out)
+                if p.rollup:
+                    self._write_rollup(conn, p.rollup)
+            if sessions:
+                self._write_sessions(conn, sessions)
+            if cues:
+                self._write_cues(conn, cues)
+            if events:
+                self._write_events(conn, events)
+            if metrics:
+                self._write_metrics(conn, metrics)
+            if results:
+                self._write_results(conn, results)
         out.other_rows = len(sessions) + len(cues) + len(events) + len(metrics) + len(results)
         return out
 
@@ -221,7 +273,7 @@ class Store:
 
     def _write_poses(
         self, conn: Conn, batches: list[PoseBatch], chunks: list[PoseChunk], out: WriteOutcome
-    ) -> None:
+    ) -> _Pending:
         work = self._working(
             conn, POSE_STREAM, [b.session_id for b in batches] + [c.session_id for c in chunks], out
         )
@@ -265,9 +317,9 @@ class Store:
             groups[(True, self._rig_bytes(c.rig_id), c.poses.shape[1], c.analog.shape[1])].append(
                 (c, idx)
             )
-        if not groups:
-            return
         rollup: dict[tuple[uuid.UUID, int], list[Any]] = {}
+        if not groups:
+            return _Pending(POSE_STREAM, work, changed, rollup)
         with (
             conn.cursor() as cur,
             cur.copy(
@@ -290,10 +342,7 @@ class Store:
                         copy.write(rows.tobytes())
                         start, acc, limit = end, 0, ENCODE_ROWS
             copy.write(copybin.TRAILER)
-        # Both bookkeeping statements in one round trip (pipeline mode; COPY cannot be in one).
-        with conn.pipeline():
-            self._save_ranges(conn, POSE_STREAM, work, changed, out)
-            self._write_rollup(conn, rollup)
+        return _Pending(POSE_STREAM, work, changed, rollup)
 
     @staticmethod
     def _gather_batches(members: list[_Member]) -> tuple[npt.NDArray[Any], ...]:
@@ -469,76 +518,116 @@ class Store:
             ),
         )
 
-    def _write_scores(self, conn: Conn, batches: list[ScoreWindowBatch], out: WriteOutcome) -> None:
+    def _write_scores(self, conn: Conn, batches: list[ScoreWindowBatch], out: WriteOutcome) -> _Pending:
+        """Binary COPY of the new windows and their parameter rows; ranges saved by the caller."""
         work = self._working(conn, SCORE_STREAM, [b.session_id for b in batches], out)
         changed: set[uuid.UUID] = set()
-        kept: list[ScoreWindowBatch] = []
+        kept: list[tuple[ScoreWindowBatch, npt.NDArray[np.intp] | None]] = []
         for b in batches:
-            widx = b.window_idx.astype(np.int64)
-            order = np.argsort(widx, kind="stable")
-            keep = work[b.session_id].missing_mask(widx)
+            n = b.n
+            if n == 0:
+                continue
+            rs = work[b.session_id]
+            widx = b.window_idx
+            lo, hi = int(widx[0]), int(widx[-1])
+            # the common case: one window, or consecutive ones, none stored yet
+            if (n == 1 or (hi - lo == n - 1 and bool(np.all(np.diff(widx) == 1)))) and rs.add_if_new(
+                lo, hi
+            ):
+                kept.append((b, None))
+                changed.add(b.session_id)
+                continue
+            w64 = widx.astype(np.int64)
+            order = np.argsort(w64, kind="stable")
+            keep = rs.missing_mask(w64)
             # a window index repeated inside one batch counts once
             dup = np.zeros_like(keep)
-            sw = widx[order]
+            sw = w64[order]
             dup[order[1:]] = sw[1:] == sw[:-1]
             keep &= ~dup
             if not keep.any():
                 continue
-            work[b.session_id].add_seqs(np.unique(widx[keep]))
+            rs.add_seqs(np.unique(w64[keep]))
             changed.add(b.session_id)
-            kept.append(b.take(keep))
+            kept.append((b, np.flatnonzero(keep)))
         if not kept:
-            return
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY score_windows (time, site_id, session_id, rig_id, window_idx, seq_hi, "
-                "progress, alignment_distance, window_score) FROM STDIN"
-            ) as copy,
-        ):
-            for b in kept:
-                for i in range(b.n):
-                    copy.write_row(
-                        (
-                            us_to_datetime(int(b.time_us[i])),
-                            self.site_id,
-                            b.session_id,
-                            b.rig_id,
-                            int(b.window_idx[i]),
-                            int(b.seq_hi[i]),
-                            float(b.progress[i]),
-                            float(b.alignment_distance[i]),
-                            float(b.window_score[i]),
-                        )
-                    )
-                    out.score_rows += 1
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY score_window_params (time, session_id, window_idx, param, mean, std, "
-                "frac_in_window, ideal, lo, hi) FROM STDIN"
-            ) as copy,
-        ):
-            for b in kept:
-                for i in range(b.n):
-                    t = us_to_datetime(int(b.time_us[i]))
-                    w = int(b.window_idx[i])
-                    for j, p in enumerate(b.params):
-                        copy.write_row(
-                            (
-                                t,
-                                b.session_id,
-                                w,
-                                p,
-                                float(b.mean[i, j]),
-                                float(b.std[i, j]),
-                                float(b.frac_in_window[i, j]),
-                                float(b.ideal[j]),
-                                float(b.lo[j]),
-                                float(b.hi[j]),
-                            )
-                        )
-        self._save_ranges(conn, SCORE_STREAM, work, changed, out)
+            return _Pending(SCORE_STREAM, work, changed)
+
+        def cat(name: str) -> npt.NDArray[Any]:
+            return np.concatenate([getattr(b, name) if i is None else getattr(b, name)[i] for b, i in kept])
+
+        counts = np.array([b.n if i is None else i.size for b, i in kept], dtype=np.int64)
+        n_all = int(counts.sum())
+        t_pg = copybin.us_to_pg(cat("time_us"))
+        widx_all = cat("window_idx")
+        sids = np.repeat(
+            np.frombuffer(b"".join([b.session_id.bytes for b, _i in kept]), dtype="V16"), counts
+        )
+        starts = np.cumsum(counts) - counts
+        site = self.site_id.encode()
+        # score_windows: one structured array per rig id byte length
+        rig_len = np.array([self._rig_bytes(b.rig_id) for b, _i in kept], dtype=np.int64)
+        row_rig_len = np.repeat(rig_len, counts)
+        rigs_all = np.repeat(np.array([b.rig_id.encode() for b, _i in kept]), counts)
+        progress, dist, score = cat("progress"), cat("alignment_distance"), cat("window_score")
+        seq_hi = cat("seq_hi")
+        parts: list[bytes] = [copybin.HEADER]
+        lengths = np.unique(rig_len).tolist()
+        for length in lengths:
+            sel: Any = slice(None) if len(lengths) == 1 else row_rig_len == length
+            count = n_all if len(lengths) == 1 else int(np.count_nonzero(sel))
+            rows = copybin.new_rows(score_columns(len(site), length), count)
+            rows["time"] = t_pg[sel]
+            rows["site_id"] = site
+            rows["session_id"] = sids[sel]
+            rows["rig_id"] = rigs_all[sel]
+            rows["window_idx"] = widx_all[sel]
+            rows["seq_hi"] = seq_hi[sel]
+            rows["progress"] = progress[sel]
+            rows["alignment_distance"] = dist[sel]
+            rows["window_score"] = score[sel]
+            parts.append(rows.tobytes())
+        parts.append(copybin.TRAILER)
+        with conn.cursor() as cur, cur.copy(_SCORE_COPY) as copy:
+            copy.write(b"".join(parts))
+        out.score_rows += n_all
+        # score_window_params: per parameter name (its byte length fixes the row size), the
+        # windows of every batch scored with that parameter
+        by_name: dict[str, list[tuple[int, int]]] = defaultdict(list)  # name -> (batch k, column j)
+        for k, (b, _i) in enumerate(kept):
+            for j, p in enumerate(b.params):
+                by_name[p].append((k, j))
+        if not by_name:
+            return _Pending(SCORE_STREAM, work, changed)
+        means = [b.mean if i is None else b.mean[i] for b, i in kept]
+        stds = [b.std if i is None else b.std[i] for b, i in kept]
+        fracs = [b.frac_in_window if i is None else b.frac_in_window[i] for b, i in kept]
+        parts = [copybin.HEADER]
+        for name, members in by_name.items():
+            ks = [k for k, _j in members]
+            if len(ks) == len(kept):
+                rsel: Any = slice(None)
+                c = counts
+            else:
+                rsel = np.concatenate([np.arange(starts[k], starts[k] + counts[k]) for k in ks])
+                c = counts[ks]
+            m = int(c.sum())
+            rows = copybin.new_rows(param_columns(len(name.encode())), m)
+            rows["time"] = t_pg[rsel]
+            rows["session_id"] = sids[rsel]
+            rows["window_idx"] = widx_all[rsel]
+            rows["param"] = name.encode()
+            rows["mean"] = np.concatenate([means[k][:, j] for k, j in members])
+            rows["std"] = np.concatenate([stds[k][:, j] for k, j in members])
+            rows["frac_in_window"] = np.concatenate([fracs[k][:, j] for k, j in members])
+            for band in ("ideal", "lo", "hi"):
+                per = np.array([getattr(kept[k][0], band)[j] for k, j in members], dtype=np.float32)
+                rows[band] = np.repeat(per, c)
+            parts.append(rows.tobytes())
+        parts.append(copybin.TRAILER)
+        with conn.cursor() as cur, cur.copy(_PARAM_COPY) as copy:
+            copy.write(b"".join(parts))
+        return _Pending(SCORE_STREAM, work, changed)
 
     def _write_sessions(self, conn: Conn, records: list[SessionRecord]) -> None:
         nullable = (

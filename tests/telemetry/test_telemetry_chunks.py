@@ -1,5 +1,6 @@
 """PoseChunk (the controller's cheap hand-over) against the real TimescaleDB: the stored rows are
-exactly those of the PoseBatch path, resends are stored once, acks, spool and replay."""
+exactly those of the PoseBatch path, resends are stored once, acks, spool and replay. Score
+windows by binary COPY: exactly the rows of the former per-row text COPY."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from telemetry.records import PoseBatch, PoseChunk, decode, kind_of
+from telemetry.records import PoseBatch, PoseChunk, ScoreWindowBatch, decode, kind_of
+from telemetry.store import us_to_datetime
 from telemetry.writer import TelemetryWriter, WriterConfig, WriterState
 
 RIG_T0 = 1_793_520_000.123456789  # rig clock near the dashboards' test range, odd fractions
@@ -287,3 +289,129 @@ def test_empty_chunk_stores_nothing(tdsn: str, tmp_path: Path) -> None:
         assert w.flush(10)
         assert w.stats().rows_written == 0
     assert w.acked(sid) == -1
+
+
+def _score(
+    sid: uuid.UUID, widx: list[int], params: tuple[str, ...], rig_id: str = "rig-01", seed: int = 0
+) -> ScoreWindowBatch:
+    rng = np.random.default_rng([sid.int & 0xFFFF, seed])
+    n, p = len(widx), len(params)
+    idx = np.array(widx, np.int32)
+    mean = rng.standard_normal((n, p)).astype(np.float32)
+    if p:
+        mean[0, 0] = np.nan  # a parameter the window had no data for
+    return ScoreWindowBatch(
+        session_id=sid,
+        rig_id=rig_id,
+        window_idx=idx,
+        time_us=1_793_520_000_000_000 + idx.astype(np.int64) * 250_000 + 7,
+        seq_hi=idx.astype(np.int64) * 30 + 29,
+        progress=rng.random(n, dtype=np.float32),
+        alignment_distance=rng.random(n, dtype=np.float32) * 100,
+        window_score=rng.random(n, dtype=np.float32) * 100,
+        params=params,
+        mean=mean,
+        std=rng.random((n, p), dtype=np.float32),
+        frac_in_window=rng.random((n, p), dtype=np.float32),
+        ideal=rng.standard_normal(p).astype(np.float32),
+        lo=rng.standard_normal(p).astype(np.float32) - 5,
+        hi=rng.standard_normal(p).astype(np.float32) + 5,
+    )
+
+
+def _text_copy_reference(conn: psycopg.Connection[Any], b: ScoreWindowBatch, site: str) -> None:
+    """What the writer stored before its binary COPY (per-row text COPY), restated."""
+    with conn.cursor() as cur, cur.copy(
+        "COPY score_windows (time, site_id, session_id, rig_id, window_idx, seq_hi, progress, "
+        "alignment_distance, window_score) FROM STDIN"
+    ) as copy:
+        for i in range(b.n):
+            copy.write_row((
+                us_to_datetime(int(b.time_us[i])), site, b.session_id, b.rig_id,
+                int(b.window_idx[i]), int(b.seq_hi[i]), float(b.progress[i]),
+                float(b.alignment_distance[i]), float(b.window_score[i]),
+            ))  # fmt: skip
+    with conn.cursor() as cur, cur.copy(
+        "COPY score_window_params (time, session_id, window_idx, param, mean, std, "
+        "frac_in_window, ideal, lo, hi) FROM STDIN"
+    ) as copy:
+        for i in range(b.n):
+            for j, p in enumerate(b.params):
+                copy.write_row((
+                    us_to_datetime(int(b.time_us[i])), b.session_id, int(b.window_idx[i]), p,
+                    float(b.mean[i, j]), float(b.std[i, j]), float(b.frac_in_window[i, j]),
+                    float(b.ideal[j]), float(b.lo[j]), float(b.hi[j]),
+                ))  # fmt: skip
+
+
+def _score_rows(dsn: str, sid: uuid.UUID) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with psycopg.connect(dsn) as conn:
+        w = conn.execute(
+            "SELECT time, site_id, rig_id, window_idx, seq_hi, float4send(progress), "
+            "float4send(alignment_distance), float4send(window_score) FROM score_windows "
+            "WHERE session_id = %s ORDER BY window_idx",
+            (sid,),
+        ).fetchall()
+        p = conn.execute(
+            "SELECT time, window_idx, param, float4send(mean), float4send(std), "
+            "float4send(frac_in_window), float4send(ideal), float4send(lo), float4send(hi) "
+            "FROM score_window_params WHERE session_id = %s ORDER BY window_idx, param",
+            (sid,),
+        ).fetchall()
+    return w, p
+
+
+def test_score_rows_equal_the_text_copy(tdsn: str, tmp_path: Path) -> None:
+    # Windows one by one (the controller's case) and in runs, resent and repeated inside a
+    # batch, rig ids of several byte lengths (one not ASCII), two parameter sets, NaN means.
+    welding = ("work_angle", "travel_angle", "ctwd", "travel_speed", "aim")
+    painting = ("distance", "angle", "speed", "overlap")
+    sessions = [
+        (uuid.uuid4(), "rig-01", welding),
+        (uuid.uuid4(), "hall-b-rig-117", welding),
+        (uuid.uuid4(), "stand-ü", painting),
+        (uuid.uuid4(), "rig-02", ()),
+    ]
+    submitted: list[ScoreWindowBatch] = []
+    for k in range(6):
+        for sid, rig, params in sessions:
+            submitted.append(_score(sid, [k], params, rig, seed=k))
+    for sid, rig, params in sessions:
+        submitted.append(_score(sid, [6, 7, 8], params, rig, seed=6))
+        submitted.append(_score(sid, [2, 3], params, rig, seed=2))  # resent: stored already
+        submitted.append(_score(sid, [9, 9, 10], params, rig, seed=9))  # 9 repeated: once
+    w = _writer(tdsn, tmp_path / "spool", max_batch_rows=5)  # several transactions
+    with w:
+        for b in submitted:
+            w.submit(b)
+        assert w.flush(20)
+        assert w.stats().score_windows_written == 4 * 11
+    # the reference: what was stored first for each window, through the old text COPY
+    with psycopg.connect(tdsn) as conn:
+        for sid, _rig, _params in sessions:
+            ref_sid = uuid.UUID(int=sid.int ^ 1)
+            seen: set[int] = set()
+            for b in submitted:
+                if b.session_id != sid:
+                    continue
+                keep = np.zeros(b.n, bool)
+                for i, x in enumerate(b.window_idx.tolist()):
+                    if x not in seen:
+                        keep[i] = True
+                        seen.add(x)
+                if keep.any():
+                    t = b.take(keep)
+                    _text_copy_reference(conn, ScoreWindowBatch(
+                        ref_sid, t.rig_id, t.window_idx, t.time_us, t.seq_hi, t.progress,
+                        t.alignment_distance, t.window_score, t.params, t.mean, t.std,
+                        t.frac_in_window, t.ideal, t.lo, t.hi,
+                    ), "site-a")  # fmt: skip
+        conn.commit()
+    for sid, _rig, params in sessions:
+        got_w, got_p = _score_rows(tdsn, sid)
+        ref_w, ref_p = _score_rows(tdsn, uuid.UUID(int=sid.int ^ 1))
+        assert [r[3] for r in got_w] == list(range(11))
+        assert len(got_p) == 11 * len(params)
+        assert got_w == ref_w
+        assert got_p == ref_p
+        assert w.durable_ranges(sid, "score").intervals == [(0, 10)]
