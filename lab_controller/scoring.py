@@ -174,13 +174,13 @@ class SessionScorer:
         names = self.model.names
         out_w: list[ScoreWindow] = []
         for w in windows:
-            st = w.stats
             mets = {}
-            for j, name in enumerate(names):
-                cnt = int(st[j, 0])
+            # Python floats (st.tolist()): the same IEEE values, without numpy scalar costs
+            for name, (c, inside, mean, std, _) in zip(names, w.stats.tolist(), strict=True):
+                cnt = int(c)
                 mets[name] = MetricWindow(
-                    mean=float(st[j, 2]), std=float(st[j, 3]),
-                    fraction_in_window=float(st[j, 1] / cnt) if cnt else math.nan,
+                    mean=mean, std=std,
+                    fraction_in_window=inside / cnt if cnt else math.nan,
                     observations=cnt)
             out_w.append(ScoreWindow(rig_time=self._metrics.rig_time(w.start),
                                      duration_s=w.length / self.model.fs, metrics=mets,

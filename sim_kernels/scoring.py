@@ -157,11 +157,23 @@ def score_from_stats(rubric: Rubric, stats: NDArray[np.float64],
 def window_score(rubric: Rubric, stats: NDArray[np.float64]) -> float:
     """Real-time window score 0..100: weighted mean fraction in window over the metrics
     observed in the window (NaN if none was)."""
+    return window_score_rows(window_weights(rubric), stats.tolist())
+
+
+def window_weights(rubric: Rubric) -> tuple[float, ...]:
+    """The metric weights in score-table order (precomputed once for :func:`window_score_rows`)."""
+    return tuple(float(rubric.metrics[n].weight)  # type: ignore[index]
+                 for n in rubric.metric_names())
+
+
+def window_score_rows(weights: tuple[float, ...], rows: list[list[float]]) -> float:
+    """:func:`window_score` on the stats rows as Python floats (``stats.tolist()``): the same
+    IEEE operations in the same order, without numpy scalars (the live path, per window)."""
     num = 0.0
     den = 0.0
-    for j, name in enumerate(rubric.metric_names()):
-        if stats[j, 0] > 0:
-            w = rubric.metrics[name].weight  # type: ignore[index]
-            num += w * stats[j, 1] / stats[j, 0]
+    for j, w in enumerate(weights):
+        row = rows[j]
+        if row[0] > 0:
+            num += w * row[1] / row[0]
             den += w
     return round_score(100.0 * num / den) if den > 0.0 else float("nan")

@@ -45,7 +45,12 @@ from sim_kernels.process import (
     _weld_row,
 )
 from sim_kernels.rubric import Rubric
-from sim_kernels.scoring import ScoreResult, score_from_stats, window_score
+from sim_kernels.scoring import (
+    ScoreResult,
+    score_from_stats,
+    window_score_rows,
+    window_weights,
+)
 from sim_kernels.streaming import _stream_rows
 from sim_kernels.windows import CueEvent, CueTracker, _cues_at, _stats
 
@@ -797,6 +802,7 @@ class SessionMetrics:
         self._sb = np.zeros(0, np.bool_)
         self._ev = np.empty((64, 4), np.int64)
         self._cue_cols = cc
+        self._weights = window_weights(model.rubric)
         # numpy views of the segments, set by _layout (finish(), windows, cue values, times)
         self._ring: NDArray[np.float64]
         self._times: NDArray[np.float64]
@@ -921,12 +927,14 @@ class SessionMetrics:
             si = self._si
             upto = int(si[_I_N])
             dist = self.distance
+            prog = self.progress
             while si[_I_WINNEXT] + m.win <= upto:
                 s = int(si[_I_WINNEXT])
                 ws = np.empty((len(m.names), 5))
                 _stats(self._obs[s:s + m.win], m.lo, m.hi, ws)
-                windows.append(WindowStats(s, m.win, ws, window_score(m.rubric, ws),
-                                           self.progress, dist))
+                windows.append(WindowStats(s, m.win, ws,
+                                           window_score_rows(self._weights, ws.tolist()),
+                                           prog, dist))
                 si[_I_WINNEXT] = s + m.win
         return windows, events
 
