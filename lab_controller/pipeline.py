@@ -103,7 +103,7 @@ class TelemetrySink:
         self._writer = writer
         self._lock = threading.Lock()
         self._durable: dict[str, int] = {}
-        self._sessions: dict[uuid.UUID, tuple[str, float]] = {}
+        self._sessions: dict[bytes, tuple[uuid.UUID, str, float]] = {}  # by raw id bytes
         self._listener: Callable[[], None] | None = None
         self.submitted_chunks = 0
         self.submitted_samples = 0
@@ -137,36 +137,27 @@ class TelemetrySink:
     def bind_session(self, session_id: uuid.UUID, rig_id: str, offset_s: float | None) -> None:
         """Which rig a session belongs to and its clock offset (rig − controller), when known."""
         with self._lock:
-            self._sessions[session_id] = (rig_id, 0.0 if offset_s is None else offset_s)
+            self._sessions[session_id.bytes] = (session_id, rig_id,
+                                                0.0 if offset_s is None else offset_s)
 
     def submit(self, chunk: P.SampleChunk) -> None:
-        sid = chunk.session_id
-        with self._lock:
-            rig_id, offset = self._sessions.get(sid, ("", 0.0))
-        rig_times = chunk.rig_times()
-        n, t = chunk.valid.shape
-        if chunk.valid.all():  # the common case: one fill instead of a weighted sum
-            mask = np.full(n, (1 << t) - 1, np.int32)
-        else:
-            bits = (np.uint32(1) << np.arange(t, dtype=np.uint32)).astype(np.int64)
-            mask = (chunk.valid.astype(np.int64) * bits).sum(axis=1).astype(np.int32)
-        batch = rec.PoseBatch(
-            session_id=sid,
-            rig_id=rig_id or f"handle-{chunk.header.rig_handle}",
-            seq0=chunk.first_seq,
-            time_us=np.rint((rig_times - offset) * 1e6).astype(np.int64),
-            rig_time=rig_times,
-            poses=chunk.poses,
-            analog=chunk.analog,
-            valid_mask=mask,
-        )
+        # Runs on the controller loop for every chunk: hand the chunk over as it came
+        # (PoseChunk); the writer thread builds the rows for many chunks in one numpy pass.
+        h = chunk.header
+        bound = self._sessions.get(h.session)
+        if bound is None:
+            sid = uuid.UUID(bytes=h.session)
+            bound = (sid, f"handle-{h.rig_handle}", 0.0)
+        valid = chunk.valid if h.flags & P.ChunkFlags.MASK else None
         try:
-            self.writer.submit(batch, timeout=0)
+            self.writer.submit(rec.PoseChunk(bound[0], bound[1], h.first_seq, h.count,
+                                             h.rig_time_first, h.period, bound[2], chunk.poses,
+                                             chunk.analog, valid), timeout=0)
         except TimeoutError as exc:
             self.busy_refusals += 1
             raise SinkBusy("telemetry writer queue full") from exc
         self.submitted_chunks += 1
-        self.submitted_samples += n
+        self.submitted_samples += h.count
 
     def durable(self) -> Mapping[str, int]:
         with self._lock:

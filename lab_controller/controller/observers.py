@@ -182,7 +182,8 @@ class ObserverRunner:
         cue_since: float | None = None
         while True:
             if cue_since is not None and not self._jobs:
-                cue_since = self._signal_cues()
+                self._signal_cues()
+                cue_since = None
             job = self._next()
             if job is None:
                 self._signal_cues()
@@ -206,7 +207,8 @@ class ObserverRunner:
                 cue_since = time.monotonic()
             if cue_since is not None and (
                     not self._jobs or time.monotonic() - cue_since >= self.CUE_WAKE_S):
-                cue_since = self._signal_cues()
+                self._signal_cues()
+                cue_since = None
 
     def _signal_cues(self) -> None:
         if self._wake is not None and not self.cues.empty():
