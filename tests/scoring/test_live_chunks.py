@@ -51,7 +51,7 @@ def _trace(seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     poses[:, TOOL, :3] = pos
     poses[:, TOOL, 3:] = q
     valid = np.ones((n, TRACKERS), bool)
-    lost: np.ndarray[Any, Any] = rng.random(n) < 0.05
+    lost: np.ndarray[Any, Any] = np.less(rng.random(n), 0.05)
     lost[400:450] = True
     lost[1000:1006] = True
     lost[-9:] = True
