@@ -16,6 +16,19 @@ the pre-built binary COPY.
 Usage: ``.venv/bin/python benchmarks/bench_ingest.py [--frames 240000] [--repeat 3] [--dsn DSN]``
 Without ``--dsn`` a throw-away managed cluster is started in a temporary directory.
 With ``--layouts`` it also measures the two pose row layouts (per frame vs per tracker).
+
+``--chunks`` measures the controller's hand-over at capacity instead (200 rigs × 120 Hz in 20 ms
+chunks = ~10,000 chunks/s of 2–3 frames): 3-frame chunks of ``--chunk-rigs`` sessions,
+interleaved, 6 trackers, the same frames three ways, interleaved and repeated:
+
+- ``posechunk``: ``TelemetryWriter.submit(PoseChunk(...))`` per chunk (views of each chunk's
+  received float buffer, no numpy on the caller's thread);
+- ``posebatch``: what ``TelemetrySink.submit`` does per chunk before that (rig times, validity
+  mask and corrected times with numpy, ``PoseBatch`` with its validation, then ``submit``);
+- ``copy_prebuilt``: the single binary COPY of a buffer encoded beforehand.
+
+Each as fast as the producer can go, timed from the first submit until ``flush`` returns;
+frames/s medians, paired ratios, and the caller thread's µs per chunk (wall and thread CPU).
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ import psycopg
 from telemetry import copybin
 from telemetry.cluster import ManagedCluster
 from telemetry.migrate import migrate
-from telemetry.records import PoseBatch
+from telemetry.records import PoseBatch, PoseChunk
 from telemetry.store import pose_columns
 from telemetry.writer import TelemetryWriter, WriterConfig
 
@@ -152,6 +165,171 @@ def run_writer(dsn: str, batches: list[PoseBatch], spool_dir: Path) -> tuple[flo
     return elapsed, {"transactions": st.transactions, "spooled_records": st.spooled_records}
 
 
+class WireChunk:
+    """A received chunk as the controller holds it (protocol.SampleChunk's fields): read-only
+    views of one float32 buffer, the validity array, the header's first rig time and period."""
+
+    __slots__ = ("analog", "n", "period", "poses", "rig_id", "rig_t0", "seq0", "session_id", "valid")
+
+    def __init__(self, sid: uuid.UUID, rig_id: str, seq0: int, n: int, rng: np.random.Generator) -> None:
+        buf = np.frombuffer(
+            rng.standard_normal(n * (TRACKERS * 7 + ANALOG)).astype("<f4").tobytes(), "<f4"
+        )
+        self.session_id, self.rig_id, self.seq0, self.n = sid, rig_id, seq0, n
+        self.poses = buf[: n * TRACKERS * 7].reshape(n, TRACKERS, 7)
+        self.analog = buf[n * TRACKERS * 7 :].reshape(n, ANALOG)
+        self.valid = np.frombuffer(b"\x01" * (n * TRACKERS), np.bool_).reshape(n, TRACKERS)
+        self.rig_t0 = 1_793_520_000.0 + seq0 / 120.0
+        self.period = 1 / 120.0
+
+
+CHUNK_OFFSET_S = 0.0123456  # rig clock − controller clock, as bound per session
+
+
+def make_wire_chunks(frames: int, rigs: int, per_chunk: int = 3) -> list[WireChunk]:
+    """Interleaved ``per_chunk``-frame chunks of ``rigs`` sessions, ``frames`` frames in all."""
+    per_rig = frames // rigs
+    rng = np.random.default_rng(11)
+    sids = [uuid.uuid4() for _ in range(rigs)]
+    out: list[WireChunk] = []
+    for s0 in range(0, per_rig, per_chunk):
+        n = min(per_chunk, per_rig - s0)
+        out.extend(WireChunk(sid, f"rig-{r:03d}", s0, n, rng) for r, sid in enumerate(sids))
+    return out
+
+
+def submit_posechunks(w: TelemetryWriter, chunks: list[WireChunk]) -> None:
+    """The new hand-over: one PoseChunk per chunk (valid None: every tracker tracked)."""
+    submit, make, off = w.submit, PoseChunk, CHUNK_OFFSET_S
+    for c in chunks:
+        submit(make(c.session_id, c.rig_id, c.seq0, c.n, c.rig_t0, c.period, off, c.poses, c.analog, None))
+
+
+def submit_posebatches(w: TelemetryWriter, chunks: list[WireChunk]) -> None:
+    """lab_controller.pipeline.TelemetrySink.submit before PoseChunk (restated: benchmarks of
+    the telemetry package do not import the controller)."""
+    for c in chunks:
+        rig_times = np.asarray(c.rig_t0 + np.arange(c.n, dtype=np.float64) * c.period, np.float64)
+        n, t = c.valid.shape
+        if c.valid.all():
+            mask = np.full(n, (1 << t) - 1, np.int32)
+        else:
+            bits = (np.uint32(1) << np.arange(t, dtype=np.uint32)).astype(np.int64)
+            mask = (c.valid.astype(np.int64) * bits).sum(axis=1).astype(np.int32)
+        w.submit(
+            PoseBatch(
+                session_id=c.session_id,
+                rig_id=c.rig_id,
+                seq0=c.seq0,
+                time_us=np.rint((rig_times - CHUNK_OFFSET_S) * 1e6).astype(np.int64),
+                rig_time=rig_times,
+                poses=c.poses,
+                analog=c.analog,
+                valid_mask=mask,
+            )
+        )
+
+
+def run_chunk_writer(
+    dsn: str, chunks: list[WireChunk], spool_dir: Path, method: str
+) -> tuple[float, float, float, dict[str, Any]]:
+    """(seconds until flush, caller wall s, caller thread CPU s, writer stats) of one run."""
+    reset(dsn)
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    w = TelemetryWriter(dsn, WriterConfig("bench", spool_dir, metrics_interval_s=3600)).start()
+    deadline = time.monotonic() + 10
+    while w.state.value != "database" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    feed = submit_posechunks if method == "posechunk" else submit_posebatches
+    t = time.perf_counter()
+    c0 = time.thread_time()
+    feed(w, chunks)
+    caller_cpu = time.thread_time() - c0
+    caller_wall = time.perf_counter() - t
+    assert w.flush(600)
+    elapsed = time.perf_counter() - t
+    st = w.stats()
+    w.close()
+    expected = sum(c.n for c in chunks)
+    if st.rows_written != expected:
+        raise SystemExit(f"{method}: writer stored {st.rows_written} of {expected} rows")
+    return elapsed, caller_wall, caller_cpu, {"transactions": st.transactions}
+
+
+def chunk_case(dsn: str, frames: int, rigs: int, repeat: int, tmp: Path) -> None:
+    """PoseChunk vs PoseBatch-per-chunk vs the pre-built COPY (see the module docstring)."""
+    chunks = make_wire_chunks(frames, rigs)
+    n_frames = sum(c.n for c in chunks)
+    ref = [
+        PoseChunk(c.session_id, c.rig_id, c.seq0, c.n, c.rig_t0, c.period, CHUNK_OFFSET_S, c.poses,
+                  c.analog).to_pose_batch()
+        for c in chunks
+    ]  # fmt: skip
+    rows = copybin.new_rows(pose_columns(7, TRACKERS, ANALOG), n_frames)
+    rows["time"] = copybin.us_to_pg(np.concatenate([b.time_us for b in ref]))
+    rows["rig_time"] = np.concatenate([b.rig_time for b in ref])
+    rows["session_id"] = np.concatenate([np.repeat(copybin.uuid_bytes(b.session_id), b.n) for b in ref])
+    rows["rig_id"] = np.concatenate([np.repeat(np.bytes_(b.rig_id), b.n) for b in ref])
+    rows["seq"] = np.concatenate([b.seqs for b in ref])
+    rows["poses"]["e"]["v"] = np.concatenate([b.poses for b in ref]).reshape(n_frames, -1)
+    rows["analog"]["e"]["v"] = np.concatenate([b.analog for b in ref])
+    rows["valid_mask"] = np.concatenate([b.valid_mask for b in ref])
+    buf = copybin.encode(rows)
+    emit(bench="ingest_chunks", setup=True, frames=n_frames, chunks=len(chunks), rigs=rigs,
+         frames_per_chunk=3, trackers=TRACKERS, analog=ANALOG, cpus=os.cpu_count(),
+         load_avg=[round(x, 2) for x in os.getloadavg()])  # fmt: skip
+    methods = ["posechunk", "posebatch", "copy_prebuilt"]
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    caller: dict[str, list[tuple[float, float]]] = {m: [] for m in methods[:2]}
+    for rep in range(repeat):
+        order = methods[rep % 3 :] + methods[: rep % 3]
+        for method in order:
+            if method == "copy_prebuilt":
+                el = run_copy(dsn, buf)
+                emit(bench="ingest_chunks", method=method, repeat=rep, seconds=round(el, 3),
+                     frames_per_s=round(n_frames / el))  # fmt: skip
+            else:
+                el, cw, cc, extra = run_chunk_writer(dsn, chunks, tmp / "spool", method)
+                caller[method].append((cw, cc))
+                emit(bench="ingest_chunks", method=method, repeat=rep, seconds=round(el, 3),
+                     frames_per_s=round(n_frames / el),
+                     caller_us_per_chunk=round(cw / len(chunks) * 1e6, 2),
+                     caller_cpu_us_per_chunk=round(cc / len(chunks) * 1e6, 2), **extra)  # fmt: skip
+            times[method].append(el)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    for m in methods:
+        extra_m: dict[str, Any] = {}
+        if m in caller:
+            per = 1e6 / len(chunks)
+            extra_m = {
+                "caller_us_per_chunk": round(statistics.median(c[0] for c in caller[m]) * per, 2),
+                "caller_cpu_us_per_chunk": round(statistics.median(c[1] for c in caller[m]) * per, 2),
+            }
+        emit(bench="ingest_chunks", method=m, median_seconds=round(med[m], 3),
+             frames_per_s=round(n_frames / med[m]), **extra_m)  # fmt: skip
+
+    def paired(a: str, b: str) -> list[float]:
+        """Per repeat: frames/s of a over frames/s of b (runs next to each other in time)."""
+        return [tb / ta for ta, tb in zip(times[a], times[b], strict=True)]
+
+    pc_pb = paired("posechunk", "posebatch")
+    pc_cp = paired("posechunk", "copy_prebuilt")
+    pb_cp = paired("posebatch", "copy_prebuilt")
+    emit(
+        bench="ingest_chunks",
+        ratio_posechunk_vs_posebatch=round(med["posebatch"] / med["posechunk"], 3),
+        paired_posechunk_vs_posebatch=round(statistics.median(pc_pb), 3),
+        ratio_posechunk_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["posechunk"], 3),
+        paired_posechunk_vs_copy_prebuilt=round(statistics.median(pc_cp), 3),
+        ratio_posebatch_vs_copy_prebuilt=round(med["copy_prebuilt"] / med["posebatch"], 3),
+        paired_posebatch_vs_copy_prebuilt=round(statistics.median(pb_cp), 3),
+        paired_ratios={"posechunk_vs_posebatch": [round(x, 3) for x in pc_pb],
+                       "posechunk_vs_copy_prebuilt": [round(x, 3) for x in pc_cp],
+                       "posebatch_vs_copy_prebuilt": [round(x, 3) for x in pb_cp]},
+        load_avg=[round(x, 2) for x in os.getloadavg()],
+    )  # fmt: skip
+
+
 def layouts(dsn: str, frames: int) -> None:
     """Per-frame arrays vs one row per tracker, binary COPY into a hypertable (the schema choice)."""
     batches = make_batches(frames, 1)
@@ -228,6 +406,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dsn", help="use this database (it will be migrated, pose tables truncated)")
     ap.add_argument("--layouts", action="store_true", help="also compare the pose row layouts")
+    ap.add_argument("--chunks", action="store_true",
+                    help="the capacity hand-over case instead: PoseChunk vs PoseBatch per chunk")
+    ap.add_argument("--chunk-rigs", type=int, default=200, help="sessions in the --chunks case")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -241,6 +422,9 @@ def main() -> None:
             cluster.start()
             dsn = cluster.create_database("bench")
         migrate(dsn)
+        if args.chunks:
+            chunk_case(dsn, args.frames, args.chunk_rigs, args.repeat, tmp)
+            return
         batches = make_batches(args.frames, args.rigs)
         frames = sum(b.n for b in batches)
         buf = prebuilt_buffer(batches)
@@ -314,4 +498,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -51,8 +51,8 @@ SCORE_STREAM = "score"
 Conn = psycopg.Connection[Any]
 _GroupKey = tuple[bool, int, int, int]
 """(PoseChunk group?, rig id bytes, trackers, analog channels)."""
-_Member = tuple[PoseBatch | PoseChunk, npt.NDArray[np.intp] | None]
-"""A pose record and the indices of its frames still to store (None = all)."""
+_Member = tuple[PoseBatch | PoseChunk, npt.NDArray[np.intp] | None, int]
+"""A pose record, the indices of its frames still to store (None = all), its session's int."""
 
 
 @dataclass
@@ -274,10 +274,12 @@ class Store:
     def _write_poses(
         self, conn: Conn, batches: list[PoseBatch], chunks: list[PoseChunk], out: WriteOutcome
     ) -> _Pending:
-        work = self._working(
-            conn, POSE_STREAM, [b.session_id for b in batches] + [c.session_id for c in chunks], out
-        )
-        changed: set[uuid.UUID] = set()
+        # Sessions keyed by their UUID's int: C-speed hashing (UUID.__hash__ is Python code).
+        uniq: dict[int, uuid.UUID] = {b.session_id.int: b.session_id for b in batches}
+        uniq.update({c.session_id.int: c.session_id for c in chunks})
+        work = self._working(conn, POSE_STREAM, list(uniq.values()), out)
+        rs_of = {i: work[s] for i, s in uniq.items()}
+        changed_i: set[int] = set()
         # Group the surviving frames by record type and row shape (rig id bytes, trackers,
         # analog channels) so each group is one structured array. idx None = every frame of
         # the record is new (the common case, no mask needed).
@@ -285,7 +287,8 @@ class Store:
         for b in batches:
             if b.n == 0:
                 continue
-            rs = work[b.session_id]
+            si = b.session_id.int
+            rs = rs_of[si]
             idx: npt.NDArray[np.intp] | None = None
             if not rs.add_if_new(b.seq0, b.seq0 + b.n - 1):
                 seqs = b.seqs
@@ -294,16 +297,17 @@ class Store:
                 if idx.size == 0:
                     continue
                 rs.add_seqs(seqs[idx])
-            changed.add(b.session_id)
+            changed_i.add(si)
             groups[(False, self._rig_bytes(b.rig_id), b.poses.shape[1], b.analog.shape[1])].append(
-                (b, idx)
+                (b, idx, si)
             )
+        rig_bytes = self._rig_bytes
         for c in chunks:  # the hot loop: ~10k chunks/s at 200 rigs, keep it lean
             n = c.n
             if n <= 0:
                 continue
-            sid = c.session_id
-            rs = work[sid]
+            si = c.session_id.int
+            rs = rs_of[si]
             seq0 = c.seq0
             idx = None
             if not rs.add_if_new(seq0, seq0 + n - 1):
@@ -313,10 +317,9 @@ class Store:
                 if idx.size == 0:
                     continue
                 rs.add_seqs(seqs[idx])
-            changed.add(sid)
-            groups[(True, self._rig_bytes(c.rig_id), c.poses.shape[1], c.analog.shape[1])].append(
-                (c, idx)
-            )
+            changed_i.add(si)
+            groups[(True, rig_bytes(c.rig_id), c.poses.shape[1], c.analog.shape[1])].append((c, idx, si))
+        changed = {uniq[i] for i in changed_i}
         rollup: dict[tuple[uuid.UUID, int], list[Any]] = {}
         if not groups:
             return _Pending(POSE_STREAM, work, changed, rollup)
@@ -334,7 +337,7 @@ class Store:
                 # thread encodes the next (the COPY writer sends from its own thread).
                 # The first slice is small so the server starts parsing at once.
                 start, acc, limit = 0, 0, FIRST_SLICE_ROWS
-                for end, (r, i) in enumerate(members, 1):
+                for end, (r, i, _si) in enumerate(members, 1):
                     acc += r.n if i is None else i.size
                     if acc >= limit or end == len(members):
                         rows = self._encode_group(key, members[start:end], rollup, out)
@@ -440,8 +443,11 @@ class Store:
         rows["time"] = copybin.us_to_pg(t_all)
         rows["rig_time"] = rig_time
         recs = [m[0] for m in members]
-        sids = np.frombuffer(b"".join([r.session_id.bytes for r in recs]), dtype="V16")
-        rows["session_id"] = np.repeat(sids, counts)
+        session_of = [m[2] for m in members]  # UUID ints: C-speed hashing
+        ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
+        sidx_m = np.array([ids[s] for s in session_of], dtype=np.int64)
+        table = np.frombuffer(b"".join([s.to_bytes(16, "big") for s in ids]), dtype="V16")
+        rows["session_id"] = np.repeat(table[sidx_m], counts)
         rigs = np.array([r.rig_id.encode() for r in recs], dtype=f"S{rig_bytes}")
         rows["rig_id"] = np.repeat(rigs, counts)
         rows["seq"] = seq_all
@@ -452,9 +458,7 @@ class Store:
 
         # Per-second rollup, vectorised: group rows by (member's session, second).
         full = (1 << trackers) - 1
-        session_of = [r.session_id.int for r in recs]  # int keys: C-speed hashing
-        ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
-        sidx = np.repeat(np.array([ids[s] for s in session_of], dtype=np.int64), counts)
+        sidx = np.repeat(sidx_m, counts)
         sec = t_all // 1_000_000
         order = np.lexsort((sec, sidx))
         s_sorted, sec_sorted = sidx[order], sec[order]
@@ -466,7 +470,7 @@ class Store:
         valid = np.add.reduceat(((v64 & full) == full)[order].astype(np.int64), starts)
         last_seq = np.maximum.reduceat(seq_all[order], starts)
         last_t = np.maximum.reduceat(t_all[order], starts)
-        by_int = {r.session_id.int: r for r in recs}
+        by_int = {si: r for r, _i, si in members}
         sessions = [by_int[s].session_id for s in ids]
         rigs_of = {by_int[s].session_id: by_int[s].rig_id for s in ids}
         tmax = int(t_all.max())
