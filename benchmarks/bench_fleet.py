@@ -2,11 +2,17 @@
 agents vs a process per rig), side by side in one run. Prints JSON lines.
 
     .venv/bin/python benchmarks/bench_fleet.py [--rigs 40] [--seconds 8] [--trackers 6]
+        [--processes 1,40] [--base /tmp/fleet-base --rounds 3]
 
 Driver alone: N `SimulatedRig`s read every 20 ms (the agent's chunk interval) on a virtual
 clock; CPU time per simulated second gives rigs per core. Full agents: a controller (in this
 process, spool sink) plus the fleet's worker processes streaming a class-launched exercise;
 the workers' CPU (utime + stime from /proc) over a steady window, per rig.
+
+``--base DIR`` (a checkout of older code, e.g. ``git worktree add /tmp/fleet-base <commit>``)
+runs every measurement for this tree and for DIR alternately (ABBA order, ``--rounds`` times,
+same controller code in this process) and prints the medians and their ratio: on a shared,
+noisy machine only figures taken side by side are comparable.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,8 +71,26 @@ def _cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: float
-                ) -> dict[str, Any]:
+def _code_env(code_dir: str | None) -> dict[str, str] | None:
+    """Environment that makes child processes import ``devices`` etc. from ``code_dir``."""
+    if code_dir is None:
+        return None
+    return {**os.environ, "PYTHONPATH": code_dir}
+
+
+def driver_only_in(code_dir: str | None, n: int, trackers: int, sim_seconds: float
+                   ) -> dict[str, Any]:
+    """`driver_only` run in a child process importing the code of ``code_dir``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--driver-only", "--rigs", str(n),
+           "--trackers", str(trackers), "--sim-seconds", str(sim_seconds)]
+    out = subprocess.run(cmd, env=_code_env(code_dir), cwd=code_dir, check=True,
+                         capture_output=True, text=True).stdout
+    row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return row
+
+
+def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: float,
+                code_dir: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ControllerConfig(control_endpoint="tcp://127.0.0.1:*",
                                data_endpoint="tcp://127.0.0.1:*",
@@ -74,7 +101,7 @@ def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: floa
         spec = FleetSpec(controller=ctrl.endpoints["control"], count=n, processes=processes,
                          trackers=trackers, rig_prefix=f"b{processes}")
         try:
-            with Fleet(spec) as fleet:
+            with Fleet(spec, env=_code_env(code_dir), cwd=code_dir) as fleet:
                 end = time.monotonic() + 60
                 while time.monotonic() < end:
                     rigs = api.request(P.ApiRigs()).data["rigs"]
@@ -96,7 +123,8 @@ def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: floa
             api.close()
             ctrl.stop()
     cpu_frac = (c1 - c0) / (w1 - w0)
-    return {"bench": "full_agents", "rigs": n, "processes": processes,
+    return {"bench": "full_agents", "code": code_dir or "this tree", "rigs": n,
+            "processes": processes,
             "trackers": len(trackers), "worker_cpu_cores": round(cpu_frac, 3),
             "cpu_per_rig_pct": round(100 * cpu_frac / n, 3),
             "rigs_per_core_120hz": round(n / cpu_frac, 1) if cpu_frac > 0 else None,
@@ -104,19 +132,60 @@ def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: floa
             "samples": sum(int(r["samples"]) for r in rows)}
 
 
+def _compare(name: str, runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, Any]:
+    new = statistics.median(r[key] for r in runs["new"])
+    base = statistics.median(r[key] for r in runs["base"])
+    return {"bench": f"{name}_compare", "metric": key, "median_new": new, "median_base": base,
+            "ratio_new_over_base": round(new / base, 2) if base else None,
+            "runs": len(runs["new"]), "loadavg": os.getloadavg()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rigs", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--sim-seconds", type=float, default=20.0, help="driver-only virtual time")
     ap.add_argument("--trackers", type=int, choices=(3, 6), default=6)
+    ap.add_argument("--processes", default=None,
+                    help="comma list of worker-process counts (default: 1,RIGS)")
+    ap.add_argument("--base", default=None, help="checkout of older code to compare with")
+    ap.add_argument("--rounds", type=int, default=1, help="with --base: A/B rounds (ABBA)")
     ap.add_argument("--skip-agents", action="store_true")
+    ap.add_argument("--skip-driver", action="store_true")
+    ap.add_argument("--driver-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
-    print(json.dumps(driver_only(args.rigs, trackers, 20.0)), flush=True)
+    if args.driver_only:
+        print(json.dumps(driver_only(args.rigs, trackers, args.sim_seconds)), flush=True)
+        return
+    base = None if args.base is None else os.path.abspath(args.base)
+    codes: list[tuple[str, str | None]] = [("new", None)] + ([("base", base)] if base else [])
+    order: list[tuple[str, str | None]] = []
+    for r in range(max(1, args.rounds) if base else 1):
+        order += codes if r % 2 == 0 else codes[::-1]  # ABBA: drift in load hits both alike
+    if not args.skip_driver:
+        runs: dict[str, list[dict[str, Any]]] = {"new": [], "base": []}
+        for label, code in order:
+            row = driver_only_in(code, args.rigs, args.trackers, args.sim_seconds)
+            row["code"] = label
+            runs[label].append(row)
+            print(json.dumps(row), flush=True)
+        if base:
+            print(json.dumps(_compare("driver_only", runs, "rigs_per_core_120hz")), flush=True)
     if args.skip_agents:
         return
-    for processes in (1, args.rigs):
-        print(json.dumps(full_agents(args.rigs, processes, trackers, args.seconds)), flush=True)
+    procs = ([int(p) for p in args.processes.split(",")] if args.processes
+             else [1, args.rigs])
+    for processes in procs:
+        runs = {"new": [], "base": []}
+        for label, code in order:
+            row = full_agents(args.rigs, processes, trackers, args.seconds, code)
+            row["code"] = label
+            runs[label].append(row)
+            print(json.dumps(row), flush=True)
+        if base:
+            print(json.dumps(_compare(f"full_agents_p{processes}", runs, "rigs_per_core_120hz")),
+                  flush=True)
 
 
 if __name__ == "__main__":

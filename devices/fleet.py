@@ -135,10 +135,11 @@ class Fleet:
     """Worker processes of one fleet (see module docstring); a context manager."""
 
     def __init__(self, spec: FleetSpec, stats_every: float = 0.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         self.spec = spec
         self.stats_every = stats_every
         self.env = env
+        self.cwd = cwd  # working directory of the workers (a benchmark runs another checkout)
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self) -> Fleet:
@@ -148,7 +149,7 @@ class Fleet:
                    "--first", str(share.start), "--stop", str(share.stop),
                    "--stats-every", str(self.stats_every)]
             self.procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                               env=self.env))
+                                               env=self.env, cwd=self.cwd))
         return self
 
     @property
