@@ -55,14 +55,21 @@ class SessionContext:
     duration_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SampleBlock:
-    """Consecutive, regularly spaced samples.
+    """Consecutive, regularly spaced samples. Treat as read-only.
 
     ``poses`` (n, T, 7) float32: x, y, z in mm, quaternion qx, qy, qz, qw (scalar last).
     ``analog`` (n, A) float32. ``valid`` (n, T) bool: False where tracking was lost (the pose
     values there are ignored and sent as NaN). Sample i was taken at rig time
     ``rig_time_first + i * period`` on the driver's `clock`.
+
+    ``checked=True`` is the driver's promise that the arrays already follow the protocol's
+    rule (float32 and C-contiguous, NaN exactly where ``valid`` is False, finite elsewhere,
+    analog finite), e.g. because it verified a long block once; the agent then encodes the
+    slices it is handed without re-checking them. ``all_valid`` (if not None) says whether
+    every tracker of every sample is valid. (Not ``frozen``: a frozen dataclass's ``__init__``
+    costs several µs, and drivers make ~50 blocks per rig and second.)
     """
 
     rig_time_first: float
@@ -71,6 +78,8 @@ class SampleBlock:
     analog: npt.NDArray[np.float32]
     valid: npt.NDArray[np.bool_]
     meta: dict[str, Any] = field(default_factory=dict)
+    checked: bool = False
+    all_valid: bool | None = None
 
     @property
     def count(self) -> int:
@@ -78,7 +87,7 @@ class SampleBlock:
 
     def split(self, max_samples: int) -> list[SampleBlock]:
         """This block cut into blocks of at most ``max_samples`` (views, no copies)."""
-        if self.count <= max_samples:
+        if self.poses.shape[0] <= max_samples:
             return [self]
         out = []
         for lo in range(0, self.count, max_samples):
@@ -90,6 +99,8 @@ class SampleBlock:
                     self.poses[lo:hi],
                     self.analog[lo:hi],
                     self.valid[lo:hi],
+                    checked=self.checked,
+                    all_valid=True if self.all_valid else None,
                 )
             )
         return out

@@ -979,12 +979,18 @@ def encode_chunk(
     analog: F32Array | None = None,
     valid: BoolArray | None = None,
     flags: int = 0,
+    checked: bool = False,
 ) -> tuple[bytes, bytes]:
     """The two frames of a chunk. Invalid tracker samples are written as NaN.
 
     ``poses`` (n, T, 7), ``analog`` (n, A), ``valid`` (n, T) or None for all valid;
     ``session_id`` as a UUID or its 16 bytes. Raises `ProtocolError` for anything the decoder
     would refuse, so a rig never sends it.
+
+    ``checked=True``: the caller has already verified the values (e.g. once for a long block
+    it now sends in slices): poses NaN exactly where ``valid`` is False and finite elsewhere,
+    analog finite. Shapes and header fields are still checked; the per-value scans and the
+    NaN-writing copy are skipped (~3x cheaper for a 20 ms chunk).
     """
     p = poses if isinstance(poses, np.ndarray) else np.asarray(poses)
     n = p.shape[0] if p.ndim == 3 else 0
@@ -999,7 +1005,7 @@ def encode_chunk(
         an = np.asarray(analog)
         if an.shape != (n, a):
             raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
-        if a and not _finite(an):
+        if a and not checked and not _finite(an):
             raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
         an_bytes = _f32_bytes(an) if a else b""
     flags = int(flags) & ~ChunkFlags.MASK
@@ -1008,8 +1014,11 @@ def encode_chunk(
     if v is not None and v.shape != (n, t):
         raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
     if v is None or v.all():
-        if not _finite(p):
+        if not checked and not _finite(p):
             raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
+    elif checked:
+        flags |= ChunkFlags.MASK
+        mask = np.packbits(v, axis=1, bitorder="little").tobytes()
     else:
         flags |= ChunkFlags.MASK
         mask = np.packbits(v, axis=1, bitorder="little").tobytes()
