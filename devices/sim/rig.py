@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from devices.driver import DriverInfo, SampleBlock, SessionContext
 from devices.sim.skill import SkillModel, skill_by_name
@@ -26,15 +26,35 @@ from lab_controller.protocol import Cue, CueDirection
 ROLE_OF = {"tool": "tool", "headset": "headset", "off_hand": "off_hand"}
 #: The agent may stall (GC, a slow disk); never generate more than this in one read.
 MAX_BLOCK_S = 10.0
-#: Samples are generated up to this far ahead of the rig clock (and handed out when due);
-#: capped per trainee at 0.9 x reaction_s so that a cue's onset always lies after the samples
-#: already generated (see `_generate_ahead`). 0.5 s vs 0.25 s: 1.4x more rigs per core.
-LOOKAHEAD_S = 0.5
+#: Samples are generated this far ahead of the rig clock (and handed out when due). A block
+#: costs ~1 ms of numpy call overhead plus ~5 us per sample (6 trackers), so long blocks
+#: amortise it: 2 s vs 0.5 s is ~2.5x less generation CPU per rig. A cue arriving meanwhile
+#: takes back the samples not handed out yet (`TraineeMotion.rewind`) and they are generated
+#: again knowing the cue, so the look-ahead never delays a reaction.
+LOOKAHEAD_S = 2.0
 
 
 def tracker_specs(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """(name, protocol role) pairs: tool/headset/off_hand keep their role, others are 'other'."""
     return tuple((n, ROLE_OF.get(n, "other")) for n in names)
+
+
+class _Ahead:
+    """One generated block waiting to be handed out: arrays, and how much is handed out."""
+
+    __slots__ = ("analog", "bad", "count", "first", "period", "pos", "poses", "valid")
+
+    def __init__(self, first: float, period: float, poses: NDArray[np.float32],
+                 analog: NDArray[np.float32], valid: NDArray[np.bool_]) -> None:
+        self.first = first
+        self.period = period
+        self.poses = poses
+        self.analog = analog
+        self.valid = valid
+        # samples with a lost tracker before index i: any loss in [i, j) is bad[j] - bad[i]
+        self.bad = np.concatenate([[0], np.cumsum(~valid.all(axis=1))]).tolist()
+        self.count = int(poses.shape[0])
+        self.pos = 0  # samples handed out
 
 
 def skill_from_params(value: Any, default: SkillModel) -> SkillModel:
@@ -80,7 +100,7 @@ class SimulatedRig:
         self._finished = False
         self.cues_received = 0
         self.session: SessionContext | None = None
-        self._pending: deque[SampleBlock] = deque()
+        self._ahead: _Ahead | None = None
         self._lookahead = LOOKAHEAD_S
 
     # --- PoseSource -------------------------------------------------------------------
@@ -104,16 +124,16 @@ class SimulatedRig:
         self._end = self._t_start + (session.duration_s or math.inf)
         self._stopped = False
         self._finished = False
-        self._pending.clear()
-        self._lookahead = min(LOOKAHEAD_S, 0.9 * skill.reaction_s)
+        self._ahead = None
+        self._lookahead = LOOKAHEAD_S
         self.cues_received = 0
 
     def _generate_ahead(self) -> None:
-        """Generate the next internal block (``lookahead`` long) into the pending queue.
+        """Generate the next internal block (``lookahead`` long), to be handed out when due.
 
-        Generating up to 0.5 s at a time amortises numpy's per-call overhead (the cost of a block
-        hardly depends on its length below a few hundred samples). It stays shorter than the
-        trainee's reaction time, so a cue still changes every sample after its onset.
+        Long blocks amortise numpy's per-call overhead (see `LOOKAHEAD_S`). The block is checked
+        once here against the protocol's validity rule (finite where valid, NaN where lost), so
+        the agent need not re-check each 20 ms slice of it (`SampleBlock.checked`).
         """
         sim = self.sim
         assert sim is not None
@@ -121,46 +141,63 @@ class SimulatedRig:
         period = (1.0 / self.rate_hz) * (1.0 + (float(self._rng.normal(0.0, jitter))
                                                 if jitter > 0 else 0.0))
         n = max(1, int(self._lookahead * self.rate_hz))
+        if self._ahead is None:
+            # The first block of a session is a random 1/4..1 of the look-ahead (seeded): rigs
+            # started together by a class launch then generate in different agent sweeps
+            # instead of all in the same one every `LOOKAHEAD_S` (a 100-rig stall of ~0.2 s).
+            n = max(1, int(n * float(self._rng.uniform(0.25, 1.0))))
         first = self._next
         rel = (first - self._t_start) + period * np.arange(n, dtype=np.float64)
         poses, analog, valid = sim.generate(rel)
-        self._pending.append(SampleBlock(first, period, poses, analog, valid))
+        if not (np.isfinite(poses[valid]).all() and np.isnan(poses[~valid]).all()
+                and np.isfinite(analog).all()):
+            raise ValueError("simulated trainee produced a non-finite value of a valid tracker")
+        self._ahead = _Ahead(first, period, poses, analog, valid)
         self._next = first + n * period
 
     def read(self, now: float) -> Sequence[SampleBlock]:
         sim = self.sim
         if sim is None or self._stopped or self._finished:
             return ()
-        horizon = min(now, self._next + MAX_BLOCK_S)
-        while self._next <= horizon and self._t_start + sim.finished_at >= self._next:
-            self._generate_ahead()
         stop_at = min(self._end, self._t_start + sim.finished_at)
         limit = min(now, stop_at)
         out: list[SampleBlock] = []
-        while self._pending:
-            blk = self._pending[0]
-            k = math.floor((limit - blk.rig_time_first) / blk.period + 1e-9) + 1
-            if k <= 0:
+        horizon = min(now, self._next + MAX_BLOCK_S)
+        while True:
+            ah = self._ahead
+            if ah is not None and ah.pos < ah.count:
+                k = min(ah.count, math.floor((limit - ah.first) / ah.period + 1e-9) + 1)
+                if k > ah.pos:
+                    lo = ah.pos
+                    out.append(SampleBlock(ah.first + lo * ah.period, ah.period, ah.poses[lo:k],
+                                           ah.analog[lo:k], ah.valid[lo:k], checked=True,
+                                           all_valid=ah.bad[k] == ah.bad[lo]))
+                    ah.pos = k
+                if k < ah.count:
+                    break
+            # the block is handed out: the next one if its first sample is due
+            if not (self._next <= horizon and self._t_start + sim.finished_at >= self._next):
                 break
-            if k >= blk.count:
-                out.append(blk)
-                self._pending.popleft()
-                continue
-            head = SampleBlock(blk.rig_time_first, blk.period, blk.poses[:k], blk.analog[:k],
-                               blk.valid[:k])
-            out.append(head)
-            self._pending[0] = SampleBlock(blk.rig_time_first + k * blk.period, blk.period,
-                                           blk.poses[k:], blk.analog[k:], blk.valid[k:])
-            break
+            self._generate_ahead()
+            stop_at = min(self._end, self._t_start + sim.finished_at)
+            limit = min(now, stop_at)
         if now >= stop_at:
             self._finished = True
-            self._pending.clear()
+            self._ahead = None
         return out
 
     def on_cue(self, cue: Cue) -> None:
         self.cues_received += 1
         if self.sim is None or cue.direction in (CueDirection.HOLD, CueDirection.NONE):
             return
+        ah = self._ahead
+        if ah is not None and 0 < ah.pos < ah.count and not self._finished:
+            # samples generated ahead but not handed out are generated again knowing the cue
+            # (read hands out a block's first sample when it generates it, so pos > 0 here
+            # unless the session is ending)
+            self.sim.rewind(ah.pos)
+            self._next = ah.first + ah.pos * ah.period
+            ah.count = ah.pos
         self.sim.cue(cue.parameter, at=self.clock() - self._t_start)
 
     def stop(self) -> None:

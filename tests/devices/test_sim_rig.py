@@ -155,7 +155,9 @@ def test_ninety_hertz_rig() -> None:
     # jitter it draws moved the sample count across the bound in about 1 run in 6.
     rig.start(_session(), scene_for("fillet_t_joint_h"), {"seed": 6})
     t, _p = _concat(_drain(rig, clock, 0.02, clock.t + 2.0))
-    assert 175 <= t.shape[0] <= 181
+    # the drain reads up to ~2.02 s (181.8 periods) and one block's period may be up to
+    # ~0.6 % short (3 sigma of the 0.2 % rate jitter): 181 or 182 samples
+    assert 175 <= t.shape[0] <= 182
     assert np.median(np.diff(t)) == pytest.approx(1 / 90, rel=0.02)
 
 
