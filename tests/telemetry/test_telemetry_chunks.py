@@ -415,3 +415,23 @@ def test_score_rows_equal_the_text_copy(tdsn: str, tmp_path: Path) -> None:
         assert got_w == ref_w
         assert got_p == ref_p
         assert w.durable_ranges(sid, "score").intervals == [(0, 10)]
+
+
+def test_rig_ids_needing_quotes_round_trip(tdsn: str, tmp_path: Path) -> None:
+    # the bookkeeping sends array literals: quotes, backslashes, commas, braces, NULL-like text
+    rigs = ['a"b', "c\\d", "e,f", "{g}", "NULL", "h i", "ü"]
+    sids = [uuid.uuid4() for _ in rigs]
+    w = _writer(tdsn, tmp_path / "spool")
+    with w:
+        for sid, rig in zip(sids, rigs, strict=True):
+            w.submit(_chunk(sid, 0, 3, rig_id=rig))
+        assert w.flush(10)
+    with psycopg.connect(tdsn) as conn:
+        for sid, rig in zip(sids, rigs, strict=True):
+            assert conn.execute(
+                "SELECT DISTINCT rig_id FROM pose_frames WHERE session_id = %s", (sid,)
+            ).fetchall() == [(rig,)]
+            assert conn.execute(
+                "SELECT rig_id, frames FROM pose_rate_1s WHERE session_id = %s", (sid,)
+            ).fetchall() == [(rig, 3)]
+            assert _ranges(tdsn, sid) == [(0, 2)]
