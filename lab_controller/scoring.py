@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -131,6 +131,7 @@ class SessionScorer:
                                          reference_rate, max_gap_s=max_gap_s)
         self._tool = int(tool_index)
         self._metrics = SessionMetrics(self.model)
+        self._metrics.check_period(PERIOD_TOLERANCE)
         self._finished = False
         names = self.model.names
         self._cue_text = [CUE_TEXT[n] for n in names]
@@ -143,6 +144,7 @@ class SessionScorer:
         self.model = model
         self._tool = int(tool_index)
         self._metrics = SessionMetrics(model)
+        self._metrics.check_period(PERIOD_TOLERANCE)
         self._finished = False
         self._cue_text = [CUE_TEXT[n] for n in model.names]
         self._width = model.hi - model.lo
@@ -153,6 +155,21 @@ class SessionScorer:
         """Consume one chunk: ``poses`` (n, trackers, 7) float32, ``valid`` (n, trackers)."""
         if self._finished:
             raise ValueError("session already finished")
+        if poses.ndim != 3 or valid.ndim != 2:
+            self._reject(period, poses, valid)
+        # shapes, tool index and period are checked in the kernel (cheaper than from Python)
+        code = self._metrics.feed_chunk(poses, valid, self._tool, float(rig_time_first),
+                                        float(period))
+        if code == 0:  # the common case: no window completed, no cue changed
+            return [], []
+        if code < 0:
+            self._reject(period, poses, valid)
+        windows, events = self._metrics.collect(code)
+        return self._convert(windows, events)
+
+    def _reject(self, period: float, poses: NDArray[np.floating],
+                valid: NDArray[np.bool_]) -> NoReturn:
+        """Raise the ValueError saying what is wrong with a chunk the kernel refused."""
         if poses.ndim != 3 or poses.shape[2] != 7 or valid.shape != poses.shape[:2]:
             raise ValueError(f"need poses (n, trackers, 7) and valid (n, trackers), got "
                              f"{poses.shape} and {valid.shape}")
@@ -160,14 +177,7 @@ class SessionScorer:
             raise ValueError(f"tool tracker {self._tool} not in a {poses.shape[1]}-tracker chunk")
         if not abs(period * self.model.fs - 1.0) <= PERIOD_TOLERANCE:
             raise ValueError(f"period {period} s does not match {self.model.fs} Hz")
-        if poses.shape[0] == 0:
-            return [], []
-        code = self._metrics.feed_chunk(poses, valid, self._tool, float(rig_time_first),
-                                        float(period))
-        if code == 0:  # the common case: no window completed, no cue changed
-            return [], []
-        windows, events = self._metrics.collect(code)
-        return self._convert(windows, events)
+        raise ValueError("chunk rejected")  # pragma: no cover - the kernel has no other reason
 
     def _convert(self, windows: list[Any], events: list[Any]
                  ) -> tuple[list[ScoreWindow], list[Cue]]:

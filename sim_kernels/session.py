@@ -373,11 +373,12 @@ def _session_core(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_
 
 
 # Packed per-session state of the streaming path (SessionMetrics). One numba call per chunk
-# costs ~0.25-0.4 us per array argument to type and unbox (benchmarks/bench_kernels.py), so the
-# state lives in three flat arrays instead of ~25: ``si`` (int64: settings, counters, cue state),
-# ``sf`` (float64: settings, DTW row, pose ring, per-row base/tip/obs/times, feature blocks)
-# and ``sb`` (bool: ok, interp, have). The kernels see C-contiguous reshaped views, i.e. the same
-# array types (and so the same machine code) as the batch path.
+# costs ~0.25-0.4 us per array argument to type and unbox (measured on the 2-core dev machine),
+# so the state lives in two flat arrays instead of ~25: ``si`` (int64: settings, counters, cue
+# state, cue events, and the bool flags ok/interp/have as bytes) and ``sf`` (float64:
+# settings, DTW row, pose ring, per-row times/base/tip/obs, feature blocks). The kernels see
+# C-contiguous reshaped views, i.e. the same array types (and so the same machine code) as the
+# batch path.
 _I_PROCESS = 0
 _I_LAG = 1
 _I_WIN = 2
@@ -410,7 +411,10 @@ _I_F_TIP = 28
 _I_F_OBS = 29
 _I_F_FEAT = 30
 _I_F_DTW = 31
-_I_HEAD = 32  # then kinds[p], cols[p], acols[na], cue_cols[nc], dwell[nc], clear[nc], state
+_I_EV = 32  # offset in si of the cue events (ecap, 4): row, cue column, direction, on
+_I_ECAP = 33
+_I_BOOL = 34  # offset in si of the flag bytes: ok[cap], interp[cap], have[nblk]
+_I_HEAD = 36  # then kinds[p], cols[p], acols[na], cue_cols[nc], dwell[nc], clear[nc], state
 _F_DT = 0
 _F_MINAMP = 1
 _F_POSSCALE = 2
@@ -418,19 +422,25 @@ _F_DIST = 3  # running DTW distance (NaN without reference, inf before the first
 _F_TIPOFF = 4  # 3
 _F_ORIGIN = 7  # 3
 _F_FRAME = 10  # 3 x 3
-_F_HEAD = 19  # then ascale[na], cue lo[nc], hi[nc], hysteresis[nc], DTW row, segments
-# _feed_kernel results: >= 0 is a bit set, < 0 asks the caller to grow a buffer (si[_I_NEED])
+_F_FS = 19  # nominal sample rate (Hz)
+_F_PTOL = 20  # relative tolerance of a chunk's period vs 1/fs (< 0: not checked)
+_F_HEAD = 21  # then ascale[na], cue lo[nc], hi[nc], hysteresis[nc], DTW row, segments
+# _feed_kernel results: >= 0 is a bit set; -1..-3 ask the caller to grow a buffer (size in
+# si[_I_NEED]); <= -10 reject the chunk. In every negative case nothing was changed.
 FED_EVENTS = 1
 FED_WINDOW = 2
 _NEED_ROWS = -1
 _NEED_RING = -2
 _NEED_EVENTS = -3
+BAD_SHAPE = -10  # poses not (k, trackers, 7) or valid not (k, trackers)
+BAD_TOOL = -11  # the tool tracker index is not in the chunk
+BAD_PERIOD = -12  # the chunk's sample period does not match the nominal rate
 
 
 @jit
 def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: int, t0: float,
                  period: float, final: bool, si: NDArray[np.int64], sf: NDArray[np.float64],
-                 sb: NDArray[np.bool_], ref: NDArray[np.float64], ev: NDArray[np.int64]) -> int:
+                 ref: NDArray[np.float64]) -> int:
     """One streaming step (the per-chunk hot path) in one call: copy tracker ``tool`` of
     ``poses`` (k, trackers, 7) in (a sample flagged valid but holding NaN/inf is lost all the
     same), stamp row times ``t0 + period * j``, decide pending gap rows, then bridge gaps,
@@ -438,9 +448,18 @@ def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: in
     kernels, in the same order, as the batch path. ``final`` resolves a trailing gap.
 
     Returns :data:`FED_EVENTS` | :data:`FED_WINDOW` bits (0: nothing to report), or a
-    negative code with the size needed in ``si[_I_NEED]``; then no state was changed and the
-    caller grows the buffer and calls again."""
+    negative code and no state changed: a buffer to grow (size needed in ``si[_I_NEED]``,
+    then call again) or a rejected chunk (:data:`BAD_SHAPE`, :data:`BAD_TOOL`,
+    :data:`BAD_PERIOD`)."""
     k = poses.shape[0]
+    if poses.shape[2] != 7 or valid.shape[0] != k or valid.shape[1] != poses.shape[1]:
+        return BAD_SHAPE
+    if tool >= poses.shape[1]:
+        return BAD_TOOL
+    if sf[_F_PTOL] >= 0.0 and not abs(period * sf[_F_FS] - 1.0) <= sf[_F_PTOL]:
+        return BAD_PERIOD
+    if k == 0 and not final:
+        return 0
     n_in = si[_I_NIN]
     n = si[_I_N]
     pbase = si[_I_PBASE]
@@ -451,7 +470,7 @@ def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: in
     if n_in + k > si[_I_CAP]:
         si[_I_NEED] = n_in + k
         return _NEED_ROWS
-    if (n_in + k - n) * max(1, nc) > ev.shape[0]:
+    if (n_in + k - n) * max(1, nc) > si[_I_ECAP]:
         si[_I_NEED] = (n_in + k - n) * max(1, nc)
         return _NEED_EVENTS
     move = n_in + k - pbase > ring_rows
@@ -490,9 +509,11 @@ def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: in
     obs = sf[si[_I_F_OBS]:si[_I_F_OBS] + cap * p].reshape((cap, p))
     nf = 3 + na
     feat = sf[si[_I_F_FEAT]:si[_I_F_FEAT] + nblk * nf].reshape((nblk, nf))
-    ok = sb[:cap]
-    interp = sb[cap:2 * cap]
-    have = sb[2 * cap:2 * cap + nblk]
+    ev = si[si[_I_EV]:si[_I_EV] + 4 * si[_I_ECAP]].reshape((si[_I_ECAP], 4))
+    flags = si[si[_I_BOOL]:si[_I_BOOL] + (2 * cap + nblk + 7) // 8].view(np.bool_)
+    ok = flags[:cap]
+    interp = flags[cap:2 * cap]
+    have = flags[2 * cap:2 * cap + nblk]
     si[_I_NE] = 0
     # -- copy in
     if move:
@@ -764,7 +785,8 @@ class SessionMetrics:
             self._per_obs(cue_cols), self._per_obs(cue_cols, clear=True)).arrays() \
             if cue_cols else (np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
                               np.zeros(0, np.int64), None)
-        si = np.zeros(_I_HEAD + 2 * p + na + 7 * nc, np.int64)
+        self._ifixed = _I_HEAD + 2 * p + na + 7 * nc  # si before events and flags
+        si = np.zeros(self._ifixed, np.int64)
         si[[_I_PROCESS, _I_LAG, _I_WIN, _I_WWIN, _I_DECIM, _I_BAND, _I_MAXGAP, _I_P, _I_NC,
            _I_NA, _I_NB]] = (model.process, model.lag, model.win, model.wwin, model.decim,
                              model.band, model.max_gap, p, nc, na,
@@ -785,9 +807,9 @@ class SessionMetrics:
         si[_I_F_DTW] = head
         self._fixed = head + m_ref + 1  # sf before the resizable segments
         sf = np.zeros(self._fixed)
-        sf[[_F_DT, _F_MINAMP, _F_POSSCALE, _F_DIST]] = (
+        sf[[_F_DT, _F_MINAMP, _F_POSSCALE, _F_DIST, _F_FS, _F_PTOL]] = (
             1.0 / model.fs, WEAVE_MIN_AMPLITUDE_MM, model.rubric.alignment.position_scale_mm,
-            math.nan if m_ref == 0 else math.inf)
+            math.nan if m_ref == 0 else math.inf, model.fs, -1.0)
         sf[_F_TIPOFF:_F_TIPOFF + 3] = model.geometry.tip_offset
         sf[_F_ORIGIN:_F_ORIGIN + 3] = model.origin
         sf[_F_FRAME:_F_FRAME + 9] = model.frame.ravel()
@@ -799,8 +821,6 @@ class SessionMetrics:
         sf[head:head + m_ref + 1] = np.inf
         sf[head] = 0.0
         self._sf = sf
-        self._sb = np.zeros(0, np.bool_)
-        self._ev = np.empty((64, 4), np.int64)
         self._cue_cols = cc
         self._weights = window_weights(model.rubric)
         # numpy views of the segments, set by _layout (finish(), windows, cue values, times)
@@ -812,7 +832,9 @@ class SessionMetrics:
         self._feat: NDArray[np.float64]
         self._ok: NDArray[np.bool_]
         self._interp: NDArray[np.bool_]
-        self._layout(max(16, capacity), max(2, pose_rows))
+        self._flags: NDArray[np.bool_]
+        self._ev: NDArray[np.int64]
+        self._layout(max(16, capacity), max(2, pose_rows), 64)
 
     def _per_obs(self, cols: list[int], clear: bool = False) -> NDArray[np.int64]:
         """A dwell in samples as a count of observations per cue column: weave metrics are
@@ -824,17 +846,22 @@ class SessionMetrics:
                         np.int64)
 
     # -- buffers
-    def _layout(self, cap: int, ring_rows: int) -> None:
-        """(Re)allocate the resizable segments for ``cap`` rows and a ``ring_rows`` pose ring,
-        keeping their contents (session rows keep their positions; the ring keeps its rows)."""
-        si, old_f, old_b = self._si, self._sf, self._sb
-        p, nb_, nf = int(si[_I_P]), int(si[_I_NB]), 3 + int(si[_I_NA])
+    def _layout(self, cap: int, ring_rows: int, ecap: int) -> None:
+        """(Re)allocate the resizable segments for ``cap`` rows, a ``ring_rows`` pose ring and
+        ``ecap`` cue events, keeping their contents (session rows keep their positions, the
+        ring keeps its rows; events are collected before the next call, never kept)."""
+        old_i, old_f = self._si, self._sf
+        p, nb_, nf = int(old_i[_I_P]), int(old_i[_I_NB]), 3 + int(old_i[_I_NA])
         nblk = cap // self.m.decim + 2
         sizes = (ring_rows * 7, cap, cap * nb_, cap * 3, cap * p, nblk * nf)
         offs = np.cumsum((self._fixed, *sizes[:-1]))
         sf = np.empty(int(offs[-1]) + sizes[-1])
         sf[:self._fixed] = old_f[:self._fixed]
-        sb = np.zeros(2 * cap + nblk, np.bool_)
+        ev_at = self._ifixed
+        flags_at = ev_at + 4 * ecap
+        si = np.zeros(flags_at + (2 * cap + nblk + 7) // 8, np.int64)
+        si[:self._ifixed] = old_i[:self._ifixed]
+        flags = si[flags_at:].view(np.bool_)
         old_cap = int(si[_I_CAP])
         if old_cap:
             old_ring = int(si[_I_RING])
@@ -844,31 +871,36 @@ class SessionMetrics:
                 sf[offs[seg]:offs[seg] + old.size] = old.ravel()
             old_nblk = int(si[_I_NBLK])
             sf[offs[5]:offs[5] + old_nblk * nf] = self._feat.ravel()
-            sb[:old_cap] = old_b[:old_cap]
-            sb[cap:cap + old_cap] = old_b[old_cap:2 * old_cap]
-            sb[2 * cap:2 * cap + old_nblk] = old_b[2 * old_cap:2 * old_cap + old_nblk]
+            old_b = self._flags
+            flags[:old_cap] = old_b[:old_cap]
+            flags[cap:cap + old_cap] = old_b[old_cap:2 * old_cap]
+            flags[2 * cap:2 * cap + old_nblk] = old_b[2 * old_cap:2 * old_cap + old_nblk]
         si[[_I_CAP, _I_RING, _I_NBLK, _I_F_RING, _I_F_TIMES, _I_F_BASE, _I_F_TIP, _I_F_OBS,
-           _I_F_FEAT]] = (cap, ring_rows, nblk, *offs)
-        self._sf, self._sb = sf, sb
+           _I_F_FEAT, _I_EV, _I_ECAP, _I_BOOL]] = (cap, ring_rows, nblk, *offs, ev_at, ecap,
+                                                  flags_at)
+        self._si, self._sf = si, sf
+        self._ev = si[ev_at:flags_at].reshape(ecap, 4)
+        self._flags = flags
         self._ring = sf[offs[0]:offs[0] + sizes[0]].reshape(ring_rows, 7)
         self._times = sf[offs[1]:offs[1] + cap]
         self._base = sf[offs[2]:offs[2] + sizes[2]].reshape(cap, nb_)
         self._tip = sf[offs[3]:offs[3] + sizes[3]].reshape(cap, 3)
         self._obs = sf[offs[4]:offs[4] + sizes[4]].reshape(cap, p)
         self._feat = sf[offs[5]:offs[5] + sizes[5]].reshape(nblk, nf)
-        self._ok = sb[:cap]
-        self._interp = sb[cap:2 * cap]
+        self._ok = flags[:cap]
+        self._interp = flags[cap:2 * cap]
 
     def _grow(self, code: int) -> None:
         """Serve a :func:`_feed_kernel` request for more room."""
         si = self._si
         need = int(si[_I_NEED])
+        cap, ring, ecap = int(si[_I_CAP]), int(si[_I_RING]), int(si[_I_ECAP])
         if code == _NEED_ROWS:
-            self._layout(max(need, 2 * int(si[_I_CAP])), int(si[_I_RING]))
+            self._layout(max(need, 2 * cap), ring, ecap)
         elif code == _NEED_RING:
-            self._layout(int(si[_I_CAP]), need)
+            self._layout(cap, need, ecap)
         else:
-            self._ev = np.empty((max(need, 2 * self._ev.shape[0]), 4), np.int64)
+            self._layout(cap, ring, max(need, 2 * ecap))
 
     @property
     def rows(self) -> int:
@@ -897,18 +929,25 @@ class SessionMetrics:
         """``t0 + period * j`` of the :meth:`feed_chunk` sample that became row ``row``."""
         return float(self._times[row])
 
+    def check_period(self, tolerance: float) -> None:
+        """Make :meth:`feed_chunk` reject (:data:`BAD_PERIOD`) a chunk whose period deviates
+        from 1/fs by more than ``tolerance`` (relative)."""
+        self._sf[_F_PTOL] = tolerance
+
     def feed_chunk(self, poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: int,
                    t0: float = 0.0, period: float = 0.0, final: bool = False) -> int:
         """Append tracker ``tool`` of ``poses`` (k, trackers, 7) / ``valid`` (k, trackers),
         stamping row times ``t0 + period * j``. Returns :data:`FED_EVENTS` |
         :data:`FED_WINDOW` bits; 0 (the common case): no window completed, no cue changed,
-        nothing to collect. Otherwise :meth:`collect` returns what was produced."""
-        code = _feed_kernel(poses, valid, tool, t0, period, final, self._si, self._sf, self._sb,
-                            self.m.reference, self._ev)
-        while code < 0:  # a buffer is full: grow it (nothing changed) and run again
+        nothing to collect. Otherwise :meth:`collect` returns what was produced. A rejected
+        chunk returns :data:`BAD_SHAPE`, :data:`BAD_TOOL` or :data:`BAD_PERIOD` and changes
+        nothing."""
+        code: int = _feed_kernel(poses, valid, tool, t0, period, final, self._si, self._sf,
+                                 self.m.reference)
+        while _NEED_EVENTS <= code < 0:  # a buffer is full: grow it (nothing changed), again
             self._grow(code)
             code = _feed_kernel(poses, valid, tool, t0, period, final, self._si, self._sf,
-                                self._sb, self.m.reference, self._ev)
+                                self.m.reference)
         return code
 
     def collect(self, code: int
@@ -946,8 +985,15 @@ class SessionMetrics:
         v = np.asarray(valid)
         if p.ndim != 2 or p.shape[1] != 7 or v.shape != (p.shape[0],):
             raise ValueError(f"need poses (k, 7) and valid (k,), got {p.shape} and {v.shape}")
-        code = self.feed_chunk(p.reshape(p.shape[0], 1, 7), v.reshape(v.shape[0], 1), 0,
-                               final=final)
+        ptol = self._sf[_F_PTOL]
+        self._sf[_F_PTOL] = -1.0  # no period here: rows get no rig time
+        try:
+            code = self.feed_chunk(p.reshape(p.shape[0], 1, 7), v.reshape(v.shape[0], 1), 0,
+                                   final=final)
+        finally:
+            self._sf[_F_PTOL] = ptol
+        if code < 0:
+            raise ValueError(f"chunk rejected (code {code})")
         return self.collect(code)
 
     def finish(self) -> SessionSummary:
