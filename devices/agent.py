@@ -64,11 +64,12 @@ HOUSEKEEPING_S = 0.05  # ack-timeout and END_OF_STREAM re-send checks (timeouts 
 _zsend = zmq.backend.Socket.send
 _zrecv = zmq.backend.Socket.recv
 _zget = zmq.backend.Socket.get
-_NOBLOCK = zmq.NOBLOCK
-_SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
-_EVENTS = zmq.EVENTS
-_RCVMORE = zmq.RCVMORE
-_POLLIN = zmq.POLLIN
+# plain ints: pyzmq's constants are enum flags, and `int & Flag` runs Python enum code
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_POLLIN = int(zmq.POLLIN)
 
 
 @dataclass

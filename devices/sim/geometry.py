@@ -18,7 +18,9 @@ F64 = NDArray[np.float64]
 
 def unit(v: F64) -> F64:
     """Normalise vectors along the last axis."""
-    n = np.sqrt((v * v).sum(axis=-1, keepdims=True))
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    # component-wise: a numpy sum over a last axis of length 3 costs ~3x more
+    n = np.sqrt(x * x + y * y + z * z)[..., None]
     return v / np.where(n > 0.0, n, 1.0)
 
 
@@ -49,7 +51,8 @@ def matrix_to_quat(r: F64) -> F64:
     q[..., 0] = np.copysign(q[..., 0], r[..., 2, 1] - r[..., 1, 2])
     q[..., 1] = np.copysign(q[..., 1], r[..., 0, 2] - r[..., 2, 0])
     q[..., 2] = np.copysign(q[..., 2], r[..., 1, 0] - r[..., 0, 1])
-    q /= np.sqrt((q * q).sum(axis=-1, keepdims=True))
+    q0, q1, q2, q3 = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    q /= np.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3)[..., None]
     return q
 
 
@@ -73,7 +76,8 @@ def frame_from_axis(z_axis: F64, x_hint: F64) -> F64:
     """Rotation matrices whose third column is ``z_axis`` and first column lies toward
     ``x_hint`` (Gram–Schmidt). Shapes (..., 3) → (..., 3, 3)."""
     z = unit(z_axis)
-    x = unit(x_hint - (x_hint * z).sum(axis=-1, keepdims=True) * z)
+    dot = x_hint[..., 0] * z[..., 0] + x_hint[..., 1] * z[..., 1] + x_hint[..., 2] * z[..., 2]
+    x = unit(x_hint - dot[..., None] * z)
     out = np.empty((*z.shape, 3))
     out[..., 0] = x
     out[..., 1] = cross(z, x)

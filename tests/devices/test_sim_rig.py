@@ -167,3 +167,36 @@ def test_agent_factory() -> None:
     rigs = [make_driver(i, 10 + i) for i in range(3)]
     assert [r.default_skill.name for r in rigs] == ["expert", "intermediate", "novice"]
     assert check_driver(rigs[0]).rate_hz == 120.0
+
+
+def _cued_run(cue_at: float | None) -> tuple[np.ndarray, np.ndarray, SimulatedRig]:
+    clock = FakeClock()
+    rig = SimulatedRig("novice", seed=3, clock=clock, clock_offset_s=0.0)
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {"seed": 11})
+    blocks = _drain(rig, clock, 0.02, clock.t + (cue_at if cue_at is not None else 4.0))
+    if cue_at is not None:
+        rig.on_cue(Cue(session_id=_SESSION_ID, parameter="work_angle",
+                       direction=CueDirection.DECREASE, controller_time=time.time()))
+        blocks += _drain(rig, clock, 0.02, clock.t + 4.0 - cue_at)
+    t, p = _concat(blocks)
+    return t, p, rig
+
+
+def test_cue_rewinds_the_look_ahead() -> None:
+    """Samples generated ahead but not handed out are generated again after a cue: the onset
+    is the trainee's reaction time after the cue (not the end of the look-ahead), what was
+    handed out before stays, the stream has no gap or overlap, and it is reproducible."""
+    t0, p0, _ = _cued_run(None)
+    t1, p1, rig1 = _cued_run(1.0)
+    t2, p2, _ = _cued_run(1.0)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_array_equal(p1, p2)  # same seed, same cue time: same samples
+    sim = rig1.sim
+    assert sim is not None and sim.cue_count == 1
+    onset = sim.cues[0][-1].onset  # work angle channel
+    assert onset == pytest.approx(1.0 + sim.skill.reaction_s, abs=0.03)
+    before = t1 <= t1[0] + 0.99
+    np.testing.assert_array_equal(p1[before], p0[: int(before.sum())])  # handed out: kept
+    gaps = np.diff(t1)
+    assert np.all(gaps > 0.99 / 120) and np.all(gaps < 1.01 / 120)  # no gap, no overlap
+    assert not np.array_equal(np.nan_to_num(p1), np.nan_to_num(p0[: p1.shape[0]]))
