@@ -87,13 +87,18 @@ class ObserverRunner:
     """Runs every observer on one worker thread, in arrival order, behind a bounded queue.
 
     Hand-off is batched: the loop appends jobs to a deque (no lock, no thread wake-up per chunk)
-    and calls `flush()` once per poll round, which wakes the worker only if it sleeps. A
+    and calls `flush()` once per poll round. While chunks flow, the worker looks for work every
+    `BUSY_POLL_S` by itself and `flush()` wakes it only for a backlog of `WAKE_BATCH` jobs: a
     `queue.Queue` put with its `Condition.notify` per chunk cost 14 % of the loop thread at
-    100 rigs (docs/benchmarks.md). Cues go back through `cues`; the worker wakes the loop once
-    per batch, or sooner when a cue has waited `CUE_WAKE_S`.
+    100 rigs, and a notify per poll round still 11 % (docs/benchmarks.md). After `IDLE_AFTER_S`
+    without work the worker sleeps until notified. Cues go back through `cues`; the worker wakes
+    the loop once per batch, or sooner when a cue has waited `CUE_WAKE_S`.
     """
 
     CUE_WAKE_S = 0.002
+    BUSY_POLL_S = 0.001  # adds ≤ 1 ms to a cue; ~1000 wake-ups/s while sessions stream
+    WAKE_BATCH = 64
+    IDLE_AFTER_S = 1.0
 
     def __init__(
         self,
@@ -107,7 +112,8 @@ class ObserverRunner:
         # add up to ControllerConfig.drain_batch jobs past the bound, no more).
         self._jobs: deque[_Job | None] = deque()
         self._cond = threading.Condition(threading.Lock())
-        self._idle = False
+        self._idle: str | None = None  # "deep" | "light" (polling) | None (working)
+        self._last_job = 0.0
         self._max_queue = max_queue
         self.cues: queue.SimpleQueue[tuple[str, Cue, float]] = queue.SimpleQueue()
         self._wake = wake
@@ -136,7 +142,7 @@ class ObserverRunner:
     def start(self, info: SessionInfo) -> None:
         if self._thread is not None:
             self._jobs.append(_Job("start", info.session_id, info, time.monotonic()))
-            self.flush()
+            self.flush(urgent=True)
 
     def chunk(self, session_id: str, chunk: SampleChunk, received_at: float) -> None:
         """Queue a chunk (never blocks); the caller calls `flush()` after its poll round."""
@@ -146,20 +152,23 @@ class ObserverRunner:
     def end(self, session_id: str, final_state: str) -> None:
         if self._thread is not None:
             self._jobs.append(_Job("end", session_id, final_state, time.monotonic()))
-            self.flush()
+            self.flush(urgent=True)
 
-    def flush(self) -> None:
-        """Wake the worker if it sleeps and jobs are queued."""
-        if self._thread is not None and self._jobs:
+    def flush(self, urgent: bool = False) -> None:
+        """Wake the worker if it sleeps deeply, or polls but a backlog waits (or `urgent`)."""
+        idle = self._idle
+        if self._thread is None or not self._jobs or idle is None:
+            return
+        if idle == "deep" or urgent or len(self._jobs) >= self.WAKE_BATCH:
             with self._cond:
-                if self._idle:
+                if self._idle is not None:
                     self._cond.notify()
 
     def close(self, timeout: float = 10.0) -> None:
         """Drain the queue and stop the worker."""
         if self._thread is not None:
             self._jobs.append(None)
-            self.flush()
+            self.flush(urgent=True)
             self._thread.join(timeout)
             self._thread = None
 
@@ -167,16 +176,19 @@ class ObserverRunner:
         jobs = self._jobs
         while True:
             try:
-                return jobs.popleft()
+                job = jobs.popleft()
+                self._last_job = time.monotonic()
+                return job
             except IndexError:
                 pass
+            deep = time.monotonic() - self._last_job > self.IDLE_AFTER_S
             with self._cond:
                 # Checked under the lock `flush()` takes: a job appended before the producer's
-                # flush is either seen here or the flush finds us idle and notifies.
+                # flush is either seen here or the flush finds us waiting and may notify.
                 if not jobs:
-                    self._idle = True
-                    self._cond.wait(0.05)
-                    self._idle = False
+                    self._idle = "deep" if deep else "light"
+                    self._cond.wait(0.01 if deep else self.BUSY_POLL_S)
+                    self._idle = None
 
     def _run(self) -> None:
         cue_since: float | None = None
