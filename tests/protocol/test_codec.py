@@ -431,3 +431,44 @@ def test_merge_chunks_joins_contiguous_chunks_exactly() -> None:
     late = P.encode_chunk(rig_handle=4, layout=LAYOUT, session_id=SID, first_seq=103,
                           rig_time_first=11.0, period=1 / 120, poses=poses[3:4], analog=analog[3:4])
     assert P.merge_chunks(enc(0, 3), late, LAYOUT, 12) is None
+
+
+def test_all_finite_checks_a_batch_and_decode_can_rely_on_it() -> None:
+    """A receiver checks the sample frames of a batch of unmasked chunks in one pass; the
+    per-chunk check still runs when the batch fails, and for every masked chunk."""
+    sid = uuid.uuid4()
+
+    def frames(first: int, bad: float | None = None, masked: bool = False) -> tuple[bytes, bytes]:
+        poses = np.zeros((3, 2, 7), np.float32)
+        poses[..., 6] = 1.0
+        valid = None
+        if masked:
+            valid = np.ones((3, 2), bool)
+            valid[1, 0] = False
+        f0, f1 = P.encode_chunk(rig_handle=3, layout=LAYOUT, session_id=sid, first_seq=first,
+                                rig_time_first=0.0, period=0.01, poses=poses,
+                                analog=np.zeros((3, 1), np.float32), valid=valid)
+        if bad is not None:
+            arr = np.frombuffer(f1, np.float32).copy()
+            arr[5] = bad
+            f1 = arr.tobytes()
+        return f0, f1
+
+    good = [frames(3 * i) for i in range(50)]
+    assert P.all_finite([f1 for _, f1 in good])
+    assert P.all_finite([])
+    for value in (np.nan, np.inf, -np.inf):
+        batch = [*good[:20], frames(60, bad=value), *good[20:]]
+        assert not P.all_finite([f1 for _, f1 in batch])
+        # the failed batch falls back to the per-chunk check, which names the culprit
+        with pytest.raises(P.ProtocolError) as err:
+            P.decode_chunk(frames(60, bad=value), LAYOUT)
+        assert err.value.kind is P.ErrorKind.NON_FINITE
+    assert not P.all_finite([good[0][1][:-1]])  # not whole float32s: not vouched for
+    # finite_checked skips only the unmasked whole-frame scan; a masked chunk's NaN rule holds
+    f0, f1 = frames(0, bad=np.nan, masked=True)
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode_chunk((f0, f1), LAYOUT, finite_checked=True)
+    assert err.value.kind is P.ErrorKind.NON_FINITE
+    chunk = P.decode_chunk(good[1], LAYOUT, finite_checked=True)
+    assert chunk.first_seq == 3 and chunk.count == 3 and bool(chunk.valid.all())
