@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -101,6 +102,9 @@ TELEMETRY_TABLES = ("pose_frames", "pose_rate_1s", "ingest_ranges", "score_windo
                     "score_window_params", "cues", "session_events", "ops_metrics",
                     "result_metrics", "results", "sessions")
 
+
+# The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
+GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
 def emit(rec: dict[str, Any]) -> None:
     print(json.dumps(rec, sort_keys=True), flush=True)
@@ -565,6 +569,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
     cfg = ControllerConfig(control_endpoint="tcp://127.0.0.1:*",
                            data_endpoint="tcp://127.0.0.1:*", api_endpoint="tcp://127.0.0.1:*",
                            site_id="site-01")
+    if GIL_SWITCH_S is not None:
+        cfg = dataclasses.replace(cfg, gil_switch_interval_s=GIL_SWITCH_S)
     ctrl = Controller(cfg, sink, observers=observers, event_sink=event_sink)
     ctrl.start()
     names = thread_names()
@@ -835,7 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="nice value of this process (controller; postgres inherits it), the "
                     "rig workers reset theirs to 0: is the cue tail OS scheduling?")
     ap.add_argument("--switch-interval", type=float, default=None,
-                    help="sys.setswitchinterval() of the controller process, s (default 0.005)")
+                    help="sys.setswitchinterval() of the controller process, s (default: "
+                         "ControllerConfig.gil_switch_interval_s)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 10 rigs, short runs")
     ap.add_argument("--dsn", help="use this throw-away database (its telemetry is truncated)")
     ap.add_argument("--profile", metavar="DIR",
@@ -858,10 +865,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown mode in {modes}")
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
     if args.switch_interval is not None:
+        global GIL_SWITCH_S
+        GIL_SWITCH_S = args.switch_interval
         sys.setswitchinterval(args.switch_interval)
     if args.controller_nice is not None:  # before any thread exists: threads inherit it
         os.setpriority(os.PRIO_PROCESS, 0, args.controller_nice)
-    emit({**machine_info(), "switch_interval_s": sys.getswitchinterval(), "modes": modes,
+    emit({**machine_info(), "switch_interval_s": GIL_SWITCH_S or "controller default", "modes": modes,
           "nice": os.getpriority(os.PRIO_PROCESS, 0),
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)

@@ -1123,6 +1123,10 @@ def _reachable(endpoint: str, control: str) -> str:
     return f"tcp://{control_host}:{port}"
 
 
+# Agents ticked between two looks at the control sockets during a sweep (cue latency).
+SWEEP_SERVICE_EVERY = 8
+
+
 class AgentGroup:
     """Many rig agents served by one thread (load tests, demos, the fleet's workers).
 
@@ -1187,28 +1191,35 @@ class AgentGroup:
                 if a.control_sent and a.control is not None:
                     serve(a)
 
+        def service(timeout: float) -> None:
+            """Wait up to `timeout` for control input and handle it."""
+            try:
+                events = ep.poll(timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
+                return
+            for fd, _ in events:
+                entry = by_fd.get(fd)
+                if entry is not None and entry[0].control is entry[1]:
+                    serve(entry[0])
+            if events:
+                resync()
+                recheck()
+
         next_sweep = time.monotonic()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_sweep:
-                    for a in self.agents:
+                    for i, a in enumerate(self.agents):
                         a.tick(now)
+                        if i % SWEEP_SERVICE_EVERY == SWEEP_SERVICE_EVERY - 1:
+                            # A cue that arrives mid-sweep waits for at most a few agents'
+                            # ticks, not the whole sweep (a sweep of 100 rigs takes ms).
+                            service(0.0)
                     next_sweep = now + period
                     resync()
                     recheck()
-                timeout = max(0.0, next_sweep - time.monotonic())
-                try:
-                    events = ep.poll(timeout)
-                except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
-                    continue
-                for fd, _ in events:
-                    entry = by_fd.get(fd)
-                    if entry is not None and entry[0].control is entry[1]:
-                        serve(entry[0])
-                if events:
-                    resync()
-                    recheck()
+                service(max(0.0, next_sweep - time.monotonic()))
         finally:
             ep.close()
             for a in self.agents:
