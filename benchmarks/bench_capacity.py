@@ -103,6 +103,8 @@ TELEMETRY_TABLES = ("pose_frames", "pose_rate_1s", "ingest_ranges", "score_windo
                     "result_metrics", "results", "sessions")
 
 
+# --profile-idle: py-spy samples waiting threads too (where a latency goes), not only the GIL
+PROFILE_IDLE = False
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
 GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
@@ -242,7 +244,7 @@ def run_worker(spec: FleetSpec, first: int, stop: int, report_s: float) -> None:
         agent = RigAgent(cfg, driver, ctx)
         driver.agent = agent
         agents.append(agent)
-    group = AgentGroup(agents)
+    group = AgentGroup(agents, freeze_gc=True)
     signal.signal(signal.SIGTERM, lambda *_: group.stop())
     signal.signal(signal.SIGINT, lambda *_: group.stop())
     parent = os.getppid()
@@ -646,6 +648,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                 "cue_return_ms": hist_summary(win["hists"]["cue_return"]),
                 "ack_lag_ms": hist_summary(win["hists"]["ack_lag"]),
                 "controller_cue_ms": status["cue_latency_ms"],
+                "controller_observer_wait_ms": status.get("observer_wait_ms"),
+                "controller_cue_compute_ms": status.get("cue_compute_ms"),
                 "cpu_cores": cpu_delta(c0, c1, names),
                 "rig_backlog_chunks": {"start": win["backlog_first"], "end": win["backlog_last"],
                                        "trend_per_s": round(win["backlog_slope"], 2)},
@@ -699,7 +703,8 @@ def _profilers(directory: str | None, rs: RunSpec, rig_pids: Sequence[int]
         out.append(subprocess.Popen(
             [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(rs.duration_s))),
              "--rate", "100", "--format", "raw", "--threads", "--nonblocking", "--output",
-             str(path), *(["--gil"] if who == "controller" else [])],
+             str(path), *(["--gil"] if who == "controller" and not PROFILE_IDLE else []),
+             *(["--idle"] if PROFILE_IDLE else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return out
 
@@ -847,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dsn", help="use this throw-away database (its telemetry is truncated)")
     ap.add_argument("--profile", metavar="DIR",
                     help="py-spy the controller and one rig worker during each window")
+    ap.add_argument("--profile-idle", action="store_true",
+                    help="with --profile: sample idle/waiting threads too (latency), not only "
+                         "the controller threads holding the GIL")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
@@ -864,6 +872,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not set(modes) <= {"transport", "db", "full"}:
         ap.error(f"unknown mode in {modes}")
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
+    global PROFILE_IDLE
+    PROFILE_IDLE = args.profile_idle
     if args.switch_interval is not None:
         global GIL_SWITCH_S
         GIL_SWITCH_S = args.switch_interval

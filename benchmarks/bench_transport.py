@@ -257,7 +257,7 @@ def _firehose_worker(control: str, prefix: str, rigs: int, n: int, stop_at: floa
         agent = RigAgent(cfg, drv, ctx)
         drv.agent = agent
         agents.append(agent)
-    group = AgentGroup(agents)
+    group = AgentGroup(agents, freeze_gc=True)
     signal.signal(signal.SIGTERM, lambda *_: group.stop())
     import threading
 

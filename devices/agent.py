@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
 import math
@@ -1143,9 +1144,14 @@ class AgentGroup:
     checked for input after every sweep and every batch (`RigAgent.control_sent`).
     """
 
-    def __init__(self, agents: Sequence[RigAgent]) -> None:
+    def __init__(self, agents: Sequence[RigAgent], *, freeze_gc: bool = False) -> None:
         self.agents = list(agents)
         self._stop = threading.Event()
+        # For a process whose main job is this group (fleet workers, `python -m devices.agent`):
+        # gc.freeze() once the agents are open, so CPython's full collection (tens of ms with
+        # numpy and pydantic loaded, every thread stopped) does not walk the start-up objects
+        # again and delay a cue or a heartbeat.
+        self.freeze_gc = freeze_gc
 
     def stop(self) -> None:
         self._stop.set()
@@ -1157,6 +1163,9 @@ class AgentGroup:
     def run(self) -> None:
         for a in self.agents:
             a.open()
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
         period = max(0.001, min((a.config.chunk_s for a in self.agents), default=DEFAULT_CHUNK_S))
         ep = select.epoll()
         by_fd: dict[int, tuple[RigAgent, zmq.Socket[bytes]]] = {}
@@ -1316,7 +1325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             curve_secret_key=secret,
         )
         agents.append(RigAgent(cfg, _make_driver(args, i), ctx))
-    group = AgentGroup(agents)
+    group = AgentGroup(agents, freeze_gc=True)
 
     def _on_signal(signum: int, _frame: object) -> None:
         group.stop()

@@ -95,7 +95,7 @@ def run_worker(spec: FleetSpec, indices: Sequence[int], stats_every: float = 0.0
     from devices.agent import AgentGroup
 
     agents = build_agents(spec, indices)
-    group = AgentGroup(agents)
+    group = AgentGroup(agents, freeze_gc=True)
     if stop is not None:
         def watch() -> None:
             stop.wait()

@@ -61,6 +61,11 @@ class ControllerConfig:
     # 5 ms, a scorer waiting behind the loop adds up to 5 ms per hand-over to a cue's latency
     # (chunk → scorer → loop: two hand-overs). 1 ms trades a few more thread switches for it.
     gil_switch_interval_s: float | None = 0.001
+    # gc.freeze() when the loop starts: CPython's full (gen-2) collection walks every tracked
+    # object and stops all threads meanwhile; with the kernels, pydantic models and psycopg
+    # loaded that is ~150k objects and ~60 ms, the p99 of a cue's latency. Frozen objects are
+    # never walked again; what is created later is still collected.
+    gc_freeze: bool = True
     # Poll timeout when idle; the loop wakes earlier for sockets, the sink and the observers.
     tick_s: float = 0.05
     # Security: CurveZMQ when a secret key is configured; plain only on loopback by default.

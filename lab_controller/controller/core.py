@@ -8,6 +8,7 @@ observer runner (scoring, telemetry). See docs/controller.md for the behaviour i
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import sys
@@ -182,6 +183,9 @@ class Controller:
         self.endpoints = dict(self._sockets.endpoints)
         if self.cfg.gil_switch_interval_s is not None:
             sys.setswitchinterval(self.cfg.gil_switch_interval_s)
+        if self.cfg.gc_freeze:
+            gc.collect()
+            gc.freeze()
         wake = self._sockets.waker.wake
         self.runner.set_wake(wake)
         setter = getattr(self.sink, "set_listener", None)
@@ -867,8 +871,8 @@ class Controller:
             parts = [chunk]
         else:
             parts = [_slice(chunk, s, e) for s, e in adm.keep]
-        kept = sum(p.count for p in parts)
-        rec.note_samples(now, kept)
+        rec.note_samples(now, header.count if len(parts) == 1 and parts[0] is chunk
+                         else sum(p.count for p in parts))
         if session.state in (S.ASSIGNED, S.ARMED):
             self._mark_running(sid, rec, "first samples arrived")
         for part in parts:
@@ -1043,12 +1047,11 @@ class Controller:
             "observer_jobs_processed": self.runner.processed,
             "observer_errors": self.runner.errors,
             "cues_sent": self.cues_sent,
-            "cue_latency_ms": {
-                "n": len(lat),
-                "p50": round(1000 * lat[len(lat) // 2], 3) if lat else None,
-                "p99": round(1000 * lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 3)
-                if lat else None,
-            },
+            "cue_latency_ms": _percentiles_ms(lat),
+            # its parts: chunk arrival → scoring thread takes it (all chunks), scoring time of
+            # chunks that fired a cue
+            "observer_wait_ms": _percentiles_ms(sorted(self.runner.queue_wait)),
+            "cue_compute_ms": _percentiles_ms(sorted(self.runner.cue_compute)),
             "dead_detections": list(self.dead_detections),
             "sink": sink_stats() if callable(sink_stats) else {},
         }
@@ -1061,6 +1064,16 @@ class Controller:
 def _phantom(rig_id: str) -> Session:
     """A session-shaped placeholder for a start that never created one (reports only)."""
     return Session(session_id="", rig_id=rig_id, exercise="", trainee="", state=S.FAILED)
+
+
+def _percentiles_ms(lat: Sequence[float]) -> dict[str, Any]:
+    """n, p50 and p99 in ms of sorted latencies in seconds."""
+    return {
+        "n": len(lat),
+        "p50": round(1000 * lat[len(lat) // 2], 3) if lat else None,
+        "p99": round(1000 * lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 3)
+        if lat else None,
+    }
 
 
 def _slice(chunk: P.SampleChunk, start: int, end: int) -> P.SampleChunk:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # 1024 chunks ≈ 200 rigs × 5 chunks: a ~0.1 s hiccup of the scorer at the target load
 # (performance.md: 200 rigs × 120 Hz, 12-30 samples per chunk) before the data socket pauses.
 DEFAULT_QUEUE_CHUNKS = 1024
+WAIT_KEEP = 10_000  # latency samples kept for the status percentiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,10 @@ class ObserverRunner:
         self._wake = wake
         self.errors = 0
         self.processed = 0
+        # Where a cue's time goes (Controller.status): chunk arrival → the worker takes it, and
+        # the observers' time for chunks that produced a cue.
+        self.queue_wait: deque[float] = deque(maxlen=WAIT_KEEP)
+        self.cue_compute: deque[float] = deque(maxlen=WAIT_KEEP)
         self._thread: threading.Thread | None = None
         if self.observers:
             self._thread = threading.Thread(target=self._run, name="observers", daemon=True)
@@ -201,6 +206,9 @@ class ObserverRunner:
                 self._signal_cues()
                 return
             produced = False
+            taken = time.monotonic()
+            if job.kind == "chunk":
+                self.queue_wait.append(taken - job.received_at)
             for obs in self.observers:
                 try:
                     if job.kind == "chunk":
@@ -215,6 +223,8 @@ class ObserverRunner:
                     self.errors += 1
                     log.exception("observer %r failed on %s", obs, job.kind)
             self.processed += 1
+            if produced:
+                self.cue_compute.append(time.monotonic() - taken)
             if produced and cue_since is None:
                 cue_since = time.monotonic()
             if cue_since is not None and (
