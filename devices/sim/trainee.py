@@ -16,14 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from devices.sim.geometry import (
-    F64,
-    cross,
-    frame_from_axis,
-    matrix_to_quat,
-    path_from_scene,
-    unit,
-)
+from devices.sim import kernels as K
+from devices.sim.geometry import F64, path_from_scene
 from devices.sim.skill import SkillModel
 
 # deviation channels
@@ -48,6 +42,8 @@ DEFAULT_TRACKERS = ("tool", "headset", "off_hand")
 LOAD_TEST_TRACKERS = KNOWN_TRACKERS
 #: Max samples per closed-form OU step: a**-k stays below e**2 for tau >= 0.25 s at 120 Hz.
 _SUB = 64
+#: j = 0 .. _SUB - 1 as a column, for a**j = exp(j log a) of the OU sub-blocks
+_J = np.arange(_SUB, dtype=np.float64)[:, None]
 _FREQ_WANDER_HZ = 0.3  # physiological tremor frequency wanders a few tenths of a Hz
 _AMP_MOD = 0.25  # and its amplitude by about a quarter
 
@@ -72,24 +68,6 @@ class _Trace:
     dropout_left: F64  # (n, T)
     time_in_pause: F64  # (n,) cumulative, including the time before the block
     end_time: float  # end_time before the block
-
-
-def _ou_block(rng: np.random.Generator, x0: F64, a: F64, b: F64, n: int) -> F64:
-    """n steps of x[k] = a*x[k-1] + b*w[k] per channel (exact, vectorised in sub-blocks)."""
-    out = np.empty((n, x0.shape[0]))
-    x = x0
-    # a^j for j < _SUB as exp(j log a): one exp instead of a power per element (~4x cheaper)
-    apow_all = np.exp(np.arange(min(_SUB, n), dtype=np.float64)[:, None] * np.log(a)[None, :])
-    w_all = rng.standard_normal((n, x0.shape[0]))
-    w_all *= b
-    for lo in range(0, n, _SUB):
-        m = min(_SUB, n - lo)
-        apow = apow_all[:m]
-        y = np.cumsum(w_all[lo:lo + m] / apow, axis=0)
-        blk = out[lo:lo + m]
-        np.multiply(apow, a * x + y, out=blk)
-        x = blk[-1]
-    return out
 
 
 class TraineeMotion:
@@ -162,6 +140,42 @@ class TraineeMotion:
         self.time_in_pause = 0.0  # diagnostics: seconds of hesitation so far
         self.cue_count = 0  # diagnostics: cues acted on
         self._trace: _Trace | None = None  # per-sample state of the last block (for `rewind`)
+        self._tables()
+
+    def _tables(self) -> None:
+        """Constant inputs of the `devices.sim.kernels.motion` kernel (built once)."""
+        sk, path = self.skill, self.path
+        wa, ta = math.radians(self.angle0), math.radians(self.angle1)
+        perp0 = math.cos(wa) * path.approach - math.sin(wa) * path.normal
+        par = np.zeros(K.N_PAR)
+        par[K.P_WELD] = 1.0 if self.weld else 0.0
+        par[K.P_ANGLE0], par[K.P_ANGLE1] = self.angle0, self.angle1
+        par[K.P_DIST0], par[K.P_SPEED0] = self.dist0, self.speed0
+        par[K.P_WEAVE_AMP], par[K.P_WEAVE_PER] = self.weave_amp, self.weave_per
+        par[K.P_LEAD_IN], par[K.P_LENGTH] = self.lead_in, path.length
+        par[K.P_TREMOR_HZ], par[K.P_TREMOR_DEG] = sk.tremor_hz, sk.tremor_deg
+        par[K.P_TREMOR_MM] = sk.tremor_mm
+        par[K.P_GAIN], par[K.P_CTAU] = sk.correction_gain, sk.correction_tau_s
+        par[K.P_RTAU] = sk.relapse_tau_s
+        par[K.P_COS_TA0], par[K.P_SIN_TA0] = math.cos(ta), math.sin(ta)
+        par[K.P_FREQ_WANDER], par[K.P_AMP_MOD] = _FREQ_WANDER_HZ, _AMP_MOD
+        par[K.P_AMP_NORM] = math.sqrt(1.0 + _AMP_MOD**2)
+        par[K.P_TRACK_NOISE] = sk.tracking_noise_mm
+        self._par = par
+        self._vec3 = np.stack([path.approach, path.normal, perp0, self.tip_offset,
+                               path.segments[0].start]).astype(np.float64)
+        self._seg = np.concatenate([path.starts, path.dirs, path.cum[:-1, None],
+                                    path.act[:, None].astype(np.float64)], axis=1)
+        ne = len(self.extras)
+        ext = np.zeros((ne, 5))
+        if ne:
+            ext[:, 0] = self.sway_scale
+            ext[:, 1:4] = self.anchor
+            ext[:, 4] = [1.0 if name == "headset" else 0.0 for name in self.extras]
+        self._ext = ext
+        self._cue_tab = np.zeros((N_CH, 1 + 2 * K.MAX_CUES))
+        self._no_noise = np.zeros((0, len(self.trackers), 3))
+        self._no_gate = np.zeros((0, 1), dtype=bool)
 
     # --- scene anchors --------------------------------------------------------------
     def _stance(self) -> F64:
@@ -210,6 +224,10 @@ class TraineeMotion:
             lst = [c for c in self.cues[ch] if c.onset < onset][-3:]
             lst.append(_Cue(onset, k_now))
             self.cues[ch] = lst
+            row = self._cue_tab[ch]
+            row[0] = len(lst)
+            row[1:1 + len(lst)] = [c.onset for c in lst]
+            row[1 + K.MAX_CUES:1 + K.MAX_CUES + len(lst)] = [c.k_on for c in lst]
         self.cue_count += 1
         return True
 
@@ -236,117 +254,66 @@ class TraineeMotion:
         sk = self.skill
         prev = self.t_last if math.isfinite(self.t_last) else times[0] - (
             times[1] - times[0] if n > 1 else 1.0 / 120.0)
-        dt = np.diff(np.concatenate([[prev], times]))
-        dt_mean = float(dt.mean())
-        a: F64 = np.exp(-dt_mean / self.tau)
-        st = _ou_block(self.rng, self.state, a, np.sqrt(1.0 - a * a), n)
-        self.state = st[-1].copy()
-        sig = self.sigma
-        noise = st[:, :N_CH] * sig[:N_CH]
-        drift = st[:, N_CH:2 * N_CH] * sig[N_CH:2 * N_CH]
-        slow = self.bias[None, :] + drift
-        for ch in range(N_CH):
-            if self.cues[ch]:
-                slow[:, ch] *= 1.0 - self._k(ch, times)
-        dev = noise + slow
-
-        # travel: speed with hesitations, arc length, trigger
-        moving = times >= self.lead_in
-        gate = np.ones(n)
-        pause_left = np.full(n, self.pause_left)
+        dt = np.empty(n)
+        dt[0] = times[0] - prev
+        np.subtract(times[1:], times[:-1], out=dt[1:])
+        # Random draws in a fixed order from the one seeded generator (the kernels draw none):
+        # OU steps, hesitation starts and lengths, tracking jitter, dropout starts and lengths.
+        w = self.rng.standard_normal((n, self.sigma.shape[0]))
         end_before = self.end_time
         if sk.hesitation_per_min > 0.0:
-            rate = sk.hesitation_per_min / 60.0
-            starts = self.rng.random(n) < rate * dt
-            if self.pause_left > 0.0 or starts.any():
-                # per-sample state machine on Python lists (numpy scalar indexing costs ~5x)
-                dt_l, st_l, mv_l, t_l = dt.tolist(), starts.tolist(), moving.tolist(), times.tolist()
-                gate_l, left_l = [1.0] * n, [0.0] * n
-                left = self.pause_left
-                for i in range(n):
-                    if left > 0.0:
-                        gate_l[i] = 0.0
-                        left -= dt_l[i]
-                    elif st_l[i] and mv_l[i] and t_l[i] < self.end_time:
-                        left = float(self.rng.exponential(sk.hesitation_s))
-                        gate_l[i] = 0.0
-                    left_l[i] = left
-                self.pause_left = left
-                gate = np.array(gate_l)
-                pause_left = np.array(left_l)
-        paused = np.cumsum(dt * ((gate == 0.0) & moving)) + self.time_in_pause
-        self.time_in_pause = float(paused[-1])
-        v = self.speed0 * np.maximum(0.05, 1.0 + dev[:, SPEED]) * gate * moving
-        s = self.s + np.cumsum(v * dt)
-        length = self.path.length
-        if s[-1] >= length and not math.isfinite(self.end_time):
-            first = int(np.argmax(s >= length))
-            self.end_time = float(times[first])
-        s = np.minimum(s, length)
-        self.s = float(s[-1])
-        target, tdir, active = self.path.locate(s)
-        working = active & moving & (times < self.end_time)
-        normal = np.broadcast_to(self.path.normal, target.shape)
-        right = unit(cross(tdir, normal))  # right of travel, in the work plane
-
-        # physiological tremor: shared wandering frequency, per-axis phase
-        f = (self.skill.tremor_hz + st[:, 2 * N_CH] * _FREQ_WANDER_HZ).clip(8.0, 12.0)
-        phase = self.tremor_phase[None, :] + 2 * math.pi * np.cumsum(f * dt)[:, None]
-        self.tremor_phase = phase[-1] % (2 * math.pi)
-        wph: F64 | None = None
-        amp = (1.0 + _AMP_MOD * st[:, 2 * N_CH + 1]) / math.sqrt(1.0 + _AMP_MOD**2)
-        trem = math.sqrt(2.0) * np.sin(phase + self.phase_offsets) * amp[:, None]
-        dev[:, ANG0] += trem[:, 3] * sk.tremor_deg
-        dev[:, ANG1] += trem[:, 4] * sk.tremor_deg
-
-        # tool axis (handle -> tip) from the angles
-        if self.weld:
-            wa = np.radians(self.angle0 + dev[:, ANG0])
-            ta = np.radians(self.angle1 + dev[:, ANG1])
-            perp = (np.cos(wa)[:, None] * self.path.approach[None, :]
-                    - np.sin(wa)[:, None] * normal)
-            axis = np.cos(ta)[:, None] * perp + np.sin(ta)[:, None] * tdir
+            left = np.array([self.pause_left])
+            on, hist = self._renewal(self.rng.random((n, 1)), sk.hesitation_per_min / 60.0, dt,
+                                     times, self.lead_in, self.end_time, False, left,
+                                     sk.hesitation_s)
+            self.pause_left = float(left[0])
+            gate = on
+            pause_left = hist[:, 0]
         else:
-            axis = unit(self.path.approach[None, :]
-                        + np.tan(np.radians(dev[:, ANG0]))[:, None] * right
-                        + np.tan(np.radians(dev[:, ANG1]))[:, None] * tdir)
-        lateral = dev[:, AIM].copy()
+            gate = self._no_gate
+            pause_left = np.full(n, self.pause_left)
+        # normal(0, sd) is sd * standard_normal, the same draws (the kernel scales them)
+        noise = (self.rng.standard_normal((n, nt, 3))
+                 if sk.tracking_noise_mm > 0.0 else self._no_noise)
+        if sk.dropout_per_min > 0.0:
+            valid, drop_left = self._renewal(self.rng.random((n, nt)), sk.dropout_per_min / 60.0,
+                                             dt, times, -math.inf, math.inf, True,
+                                             self.dropout_left, sk.dropout_s)
+        else:
+            valid = np.ones((n, nt), dtype=bool)
+            drop_left = np.broadcast_to(self.dropout_left, (n, nt))
+        a: F64 = np.exp(-(float(np.add.reduce(dt)) / n) / self.tau)  # dt.mean() (pairwise)
+        apow = np.exp(_J[:min(_SUB, n)] * np.log(a))  # a**j as exp(j log a), j < _SUB
+        poses, analog, st, s, phase, wph, paused, end = K.motion(
+            times, dt, gate, w, a, np.sqrt(1.0 - a * a), apow, self.state, self.sigma,
+            self.bias, self._cue_tab, self._par, self._vec3, self._seg, self._ext,
+            self.tremor_phase, self.phase_offsets, noise, valid, self.s, self.weave_phase,
+            self.time_in_pause, self.end_time)
+        self.state = st[-1].copy()
+        self.time_in_pause = float(paused[-1])
+        self.end_time = float(end)
+        self.s = float(s[-1])
+        self.tremor_phase = phase[-1] % (2 * math.pi)
         if self.weave_amp > 0.0:
-            wstep = 2 * math.pi * dt * (gate * moving) / (self.weave_per
-                                                          * np.maximum(0.3, 1.0 + dev[:, WPER]))
-            wph = self.weave_phase + np.cumsum(wstep)
             self.weave_phase = float(wph[-1] % (2 * math.pi))
-            wamp = self.weave_amp * np.maximum(0.0, 1.0 + dev[:, WAMP])
-            lateral += wamp * np.sin(wph) * working
-        dist = np.maximum(1.0, self.dist0 + dev[:, DIST])
-        # The hand pivots the tool about its tip (the tip stays near the work while the
-        # angles wander), so the tip sits at the nominal stand-off along the *nominal* axis.
-        nominal = self._nominal_axis(tdir)
-        # sideways as seen down the torch (the kernels' aim direction: axis x travel)
-        side = unit(cross(nominal, tdir)) if self.weld else right
-        tip = target + lateral[:, None] * side - dist[:, None] * nominal
-        tip += trem[:, :3] * sk.tremor_mm
-        rot = frame_from_axis(axis, tdir)
-        roll = np.radians(dev[:, ROLL])
-        c, sn = np.cos(roll)[:, None], np.sin(roll)[:, None]
-        x_r = c * rot[:, :, 0] + sn * rot[:, :, 1]
-        y_r = -sn * rot[:, :, 0] + c * rot[:, :, 1]
-        rot = np.stack([x_r, y_r, rot[:, :, 2]], axis=-1)
-        tracker_pos = tip - rot @ self.tip_offset
-
-        poses = np.empty((n, nt, 7))
-        poses[:, 0, :3] = tracker_pos
-        poses[:, 0, 3:] = matrix_to_quat(rot)
-        if self.extras:
-            self._extras(poses, st, tip)
-        if sk.tracking_noise_mm > 0.0:
-            poses[:, :, :3] += self.rng.normal(0.0, sk.tracking_noise_mm, size=(n, nt, 3))
-        valid, drop_left = self._dropouts(dt)
-        poses = self._blank_invalid(poses, valid)
-        analog = working.astype(np.float32)[:, None]
         self.t_last = float(times[-1])
-        self._trace = _Trace(times, st, s, phase, wph, pause_left, drop_left, paused, end_before)
-        return poses.astype(np.float32), analog, valid
+        self._trace = _Trace(times, st, s, phase, wph if self.weave_amp > 0.0 else None,
+                             pause_left, drop_left, paused, end_before)
+        return poses, analog, valid
+
+    def _renewal(self, u: F64, rate: float, dt: F64, times: F64, t_lo: float, t_hi: float,
+                 sub: bool, left: F64, mean_s: float) -> tuple[NDArray[np.bool_], F64]:
+        """Run `kernels.renewal` over a block, drawing each event's exponential length from
+        the generator when the kernel asks for it (in sample order, as the old loop did).
+        Returns (not in an event (n, m), time left after each sample (n, m)); updates left."""
+        on = np.empty(u.shape, dtype=bool)
+        hist = np.empty(u.shape)
+        j, i = K.renewal(u, rate, dt, times, t_lo, t_hi, sub, left, on, hist, 0, 0, False, 0.0)
+        while j >= 0:
+            draw = float(self.rng.exponential(mean_s))
+            j, i = K.renewal(u, rate, dt, times, t_lo, t_hi, sub, left, on, hist, j, i, True,
+                             draw)
+        return on, hist
 
     def rewind(self, keep: int) -> None:
         """Take back all but the first ``keep`` samples of the last `generate` call: the state
@@ -380,71 +347,3 @@ class TraineeMotion:
                              None if tr.weave_phase is None else tr.weave_phase[:keep],
                              tr.pause_left[:keep], tr.dropout_left[:keep],
                              tr.time_in_pause[:keep], tr.end_time)
-
-    def _nominal_axis(self, tdir: F64) -> F64:
-        if not self.weld:
-            return np.broadcast_to(self.path.approach, tdir.shape)
-        wa, ta = math.radians(self.angle0), math.radians(self.angle1)
-        perp = math.cos(wa) * self.path.approach - math.sin(wa) * self.path.normal
-        return math.cos(ta) * perp[None, :] + math.sin(ta) * tdir
-
-    def _extras(self, poses: F64, st: F64, tip: F64) -> None:
-        ne = len(self.extras)
-        sway = st[:, 2 * N_CH + 2:].reshape(-1, ne, 3) * self.sway_scale[None, :, None]
-        start = self.path.segments[0].start
-        follow = (tip - start)[:, None, :] * 0.5  # head and body follow the work halfway
-        follow[:, :, 2] = 0.0
-        pos = self.anchor[None, :, :] + follow + sway
-        up = np.array([0.0, 0.0, 1.0])
-        for i, name in enumerate(self.extras):
-            col = 1 + i
-            poses[:, col, :3] = pos[:, i]
-            if name == "headset":
-                # OpenXR view convention: the headset looks along its -Z, +Y up
-                look = unit(tip - pos[:, i])
-                rot = frame_from_axis(-look, cross(np.broadcast_to(up, look.shape), -look))
-                poses[:, col, 3:] = matrix_to_quat(rot)
-            else:
-                poses[:, col, 3:] = (0.0, 0.0, 0.0, 1.0)
-
-    def _dropouts(self, dt: F64) -> tuple[NDArray[np.bool_], F64]:
-        """Validity (n, T) and the dropout time left per tracker after each sample (n, T)."""
-        n, nt = dt.shape[0], len(self.trackers)
-        valid = np.ones((n, nt), dtype=bool)
-        left = self.dropout_left
-        hist = np.empty((n, nt))
-        hist[:] = left
-        sk = self.skill
-        rate = sk.dropout_per_min / 60.0
-        if rate <= 0.0:
-            return valid, hist
-        starts = self.rng.random((n, nt)) < rate * dt[:, None]
-        dt_l: list[float] | None = None
-        for j in range(nt):
-            if left[j] <= 0.0 and not starts[:, j].any():
-                continue
-            # per-sample state machine on Python lists (numpy scalar indexing costs ~5x)
-            dt_l = dt.tolist() if dt_l is None else dt_l
-            st_l = starts[:, j].tolist()
-            ok_l, left_l = [True] * n, [0.0] * n
-            lj = float(left[j])
-            for i in range(n):
-                if lj > 0.0:
-                    ok_l[i] = False
-                    lj -= dt_l[i]
-                elif st_l[i]:
-                    lj = float(self.rng.exponential(sk.dropout_s))
-                    ok_l[i] = False
-                    lj -= dt_l[i]
-                left_l[i] = lj
-            left[j] = lj
-            valid[:, j] = ok_l
-            hist[:, j] = left_l
-        return valid, hist
-
-    @staticmethod
-    def _blank_invalid(poses: F64, valid: NDArray[np.bool_]) -> F64:
-        """A lost tracker's pose row holds NaN (the protocol's tracking-loss marker)."""
-        if not valid.all():
-            poses[~valid] = np.nan
-        return poses
