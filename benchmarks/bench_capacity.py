@@ -103,6 +103,8 @@ TELEMETRY_TABLES = ("pose_frames", "pose_rate_1s", "ingest_ranges", "score_windo
                     "result_metrics", "results", "sessions")
 
 
+# --observer-thread: scoring on its own thread (ControllerConfig.observer_thread), for A/B runs
+OBSERVER_THREAD = False
 # --profile-idle: py-spy samples waiting threads too (where a latency goes), not only the GIL
 PROFILE_IDLE = False
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
@@ -573,6 +575,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                            site_id="site-01")
     if GIL_SWITCH_S is not None:
         cfg = dataclasses.replace(cfg, gil_switch_interval_s=GIL_SWITCH_S)
+    if OBSERVER_THREAD:
+        cfg = dataclasses.replace(cfg, observer_thread=True)
     ctrl = Controller(cfg, sink, observers=observers, event_sink=event_sink)
     ctrl.start()
     names = thread_names()
@@ -852,6 +856,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dsn", help="use this throw-away database (its telemetry is truncated)")
     ap.add_argument("--profile", metavar="DIR",
                     help="py-spy the controller and one rig worker during each window")
+    ap.add_argument("--observer-thread", action="store_true",
+                    help="run scoring on the controller's observer thread instead of its loop")
     ap.add_argument("--profile-idle", action="store_true",
                     help="with --profile: sample idle/waiting threads too (latency), not only "
                          "the controller threads holding the GIL")
@@ -872,8 +878,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not set(modes) <= {"transport", "db", "full"}:
         ap.error(f"unknown mode in {modes}")
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
-    global PROFILE_IDLE
+    global PROFILE_IDLE, OBSERVER_THREAD
     PROFILE_IDLE = args.profile_idle
+    OBSERVER_THREAD = args.observer_thread
     if args.switch_interval is not None:
         global GIL_SWITCH_S
         GIL_SWITCH_S = args.switch_interval

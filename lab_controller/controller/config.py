@@ -61,6 +61,13 @@ class ControllerConfig:
     # 5 ms, a scorer waiting behind the loop adds up to 5 ms per hand-over to a cue's latency
     # (chunk → scorer → loop: two hand-overs). 1 ms trades a few more thread switches for it.
     gil_switch_interval_s: float | None = 0.001
+    # Where observers (scoring, ...) run. False: on the controller loop, right after each poll
+    # round's chunks are admitted, so a cue leaves in the same round (scoring costs ~6 µs per
+    # 20 ms chunk). True: on their own thread behind a bounded queue, for observers too slow
+    # for the loop. The thread shares the GIL with the loop: measured at 150-200 rigs, chunks
+    # waited 50-100 ms (p99) for it, as every GIL release (a ZeroMQ recv, a numba call) hands
+    # the GIL over for up to a switch interval.
+    observer_thread: bool = False
     # gc.freeze() when the loop starts: CPython's full (gen-2) collection walks every tracked
     # object and stops all threads meanwhile; with the kernels, pydantic models and psycopg
     # loaded that is ~150k objects and ~60 ms, the p99 of a cue's latency. Frozen objects are

@@ -118,7 +118,7 @@ class Controller:
         self.bad = BadInputCounter()
         self.seq: dict[str, SessionSequence] = {}
         self.extra: dict[str, _SessionExtra] = {}
-        self.runner = ObserverRunner(observers)
+        self.runner = ObserverRunner(observers, inline=not self.cfg.observer_thread)
         self.endpoints: dict[str, str] = {}
         self.started_wall = time.time()
         self._stop = threading.Event()

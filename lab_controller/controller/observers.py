@@ -107,8 +107,12 @@ class ObserverRunner:
         *,
         max_queue: int = DEFAULT_QUEUE_CHUNKS,
         wake: Callable[[], None] | None = None,
+        inline: bool = False,
     ) -> None:
         self.observers = list(observers)
+        # inline: every job runs at once on the caller's thread (the controller loop); no
+        # queue, no thread, no hand-over (see ControllerConfig.observer_thread).
+        self.inline = inline and bool(self.observers)
         # Unbounded append, bounded by has_room(): the loop never blocks (a drained batch may
         # add up to ControllerConfig.drain_batch jobs past the bound, no more).
         self._jobs: deque[_Job | None] = deque()
@@ -125,7 +129,7 @@ class ObserverRunner:
         self.queue_wait: deque[float] = deque(maxlen=WAIT_KEEP)
         self.cue_compute: deque[float] = deque(maxlen=WAIT_KEEP)
         self._thread: threading.Thread | None = None
-        if self.observers:
+        if self.observers and not self.inline:
             self._thread = threading.Thread(target=self._run, name="observers", daemon=True)
             self._thread.start()
 
@@ -134,7 +138,7 @@ class ObserverRunner:
 
     @property
     def enabled(self) -> bool:
-        return self._thread is not None
+        return self._thread is not None or self.inline
 
     def has_room(self) -> bool:
         """False when the queue is full: the caller should pause reading data."""
@@ -145,17 +149,24 @@ class ObserverRunner:
         return len(self._jobs)
 
     def start(self, info: SessionInfo) -> None:
-        if self._thread is not None:
+        if self.inline:
+            self._do(_Job("start", info.session_id, info, time.monotonic()))
+        elif self._thread is not None:
             self._jobs.append(_Job("start", info.session_id, info, time.monotonic()))
             self.flush(urgent=True)
 
     def chunk(self, session_id: str, chunk: SampleChunk, received_at: float) -> None:
         """Queue a chunk (never blocks); the caller calls `flush()` after its poll round."""
-        if self._thread is not None:
+        if self.inline:
+            self.queue_wait.append(time.monotonic() - received_at)
+            self._do(_Job("chunk", session_id, chunk, received_at))
+        elif self._thread is not None:
             self._jobs.append(_Job("chunk", session_id, chunk, received_at))
 
     def end(self, session_id: str, final_state: str) -> None:
-        if self._thread is not None:
+        if self.inline:
+            self._do(_Job("end", session_id, final_state, time.monotonic()))
+        elif self._thread is not None:
             self._jobs.append(_Job("end", session_id, final_state, time.monotonic()))
             self.flush(urgent=True)
 
@@ -205,32 +216,37 @@ class ObserverRunner:
             if job is None:
                 self._signal_cues()
                 return
-            produced = False
-            taken = time.monotonic()
             if job.kind == "chunk":
-                self.queue_wait.append(taken - job.received_at)
-            for obs in self.observers:
-                try:
-                    if job.kind == "chunk":
-                        for cue in obs.on_chunk(job.session_id, job.payload):
-                            self.cues.put((job.session_id, cue, job.received_at))
-                            produced = True
-                    elif job.kind == "start":
-                        obs.on_start(job.payload)
-                    else:
-                        obs.on_end(job.session_id, job.payload)
-                except Exception:
-                    self.errors += 1
-                    log.exception("observer %r failed on %s", obs, job.kind)
-            self.processed += 1
-            if produced:
-                self.cue_compute.append(time.monotonic() - taken)
+                self.queue_wait.append(time.monotonic() - job.received_at)
+            produced = self._do(job)
             if produced and cue_since is None:
                 cue_since = time.monotonic()
             if cue_since is not None and (
                     not self._jobs or time.monotonic() - cue_since >= self.CUE_WAKE_S):
                 self._signal_cues()
                 cue_since = None
+
+    def _do(self, job: _Job) -> bool:
+        """Run one job through every observer; True if it produced cues."""
+        produced = False
+        taken = time.monotonic()
+        for obs in self.observers:
+            try:
+                if job.kind == "chunk":
+                    for cue in obs.on_chunk(job.session_id, job.payload):
+                        self.cues.put((job.session_id, cue, job.received_at))
+                        produced = True
+                elif job.kind == "start":
+                    obs.on_start(job.payload)
+                else:
+                    obs.on_end(job.session_id, job.payload)
+            except Exception:
+                self.errors += 1
+                log.exception("observer %r failed on %s", obs, job.kind)
+        self.processed += 1
+        if produced:
+            self.cue_compute.append(time.monotonic() - taken)
+        return produced
 
     def _signal_cues(self) -> None:
         if self._wake is not None and not self.cues.empty():
