@@ -2,7 +2,12 @@
 agents vs a process per rig), side by side in one run. Prints JSON lines.
 
     .venv/bin/python benchmarks/bench_fleet.py [--rigs 40] [--seconds 8] [--trackers 6]
-        [--processes 1,40] [--base /tmp/fleet-base --rounds 3]
+        [--processes 1,40] [--base /tmp/fleet-base --rounds 3] [--skip-trainee]
+        [--skip-driver] [--skip-agents]
+
+Trainee alone: `TraineeMotion.generate` in 2 s blocks (the rig's look-ahead) for the 3 exercises
+x 3 skills, CPU ms per rig per simulated second, after a first call that loads (or compiles)
+the numba kernels (its time is reported as ``first_call_s``).
 
 Driver alone: N `SimulatedRig`s read every 20 ms (the agent's chunk interval) on a virtual
 clock; CPU time per simulated second gives rigs per core. Full agents: a controller (in this
@@ -28,10 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devices.driver import SessionContext
 from devices.fleet import Fleet, FleetSpec
 from devices.sim.rig import SimulatedRig
-from devices.sim.trainee import DEFAULT_TRACKERS, LOAD_TEST_TRACKERS
+from devices.sim.skill import skill_by_name
+from devices.sim.trainee import DEFAULT_TRACKERS, LOAD_TEST_TRACKERS, TraineeMotion
 from lab_controller import protocol as P
 from lab_controller.controller import ApiClient, Controller, ControllerConfig, SpoolSink
 from lab_controller.exercises import scene_for
@@ -48,6 +56,9 @@ def driver_only(n: int, trackers: tuple[str, ...], sim_seconds: float) -> dict[s
                          seed=i, clock=lambda: clock[0])
         r.start(SessionContext(f"{i:032x}", "fillet_t_joint_h", "t"), scene, {})
         rigs.append(r)
+    # load (or compile) the trainee's numba kernels outside the timed loop: once per process
+    TraineeMotion(scene, skill_by_name("novice"), trackers=trackers).generate(
+        np.arange(1, 3, dtype=np.float64) / 120.0)
     samples = 0
     steps = int(sim_seconds / 0.02)
     t0 = time.process_time()
@@ -60,6 +71,41 @@ def driver_only(n: int, trackers: tuple[str, ...], sim_seconds: float) -> dict[s
     return {"bench": "driver_only", "rigs": n, "trackers": len(trackers),
             "sim_seconds": sim_seconds, "cpu_s": round(cpu, 3), "samples": samples,
             "rigs_per_core_120hz": round(n * sim_seconds / cpu, 1)}
+
+
+def trainee_only(trackers: tuple[str, ...], sim_seconds: float, block_s: float = 2.0
+                 ) -> dict[str, Any]:
+    """CPU of `TraineeMotion.generate` alone per rig and simulated second (9 trainees)."""
+    cases = [(ex, sk) for ex in ("fillet_t_joint_h", "butt_weave_flat", "spray_panel_flat")
+             for sk in ("expert", "intermediate", "novice")]
+    sims = [TraineeMotion(scene_for(ex), skill_by_name(sk), trackers=trackers, seed=i)
+            for i, (ex, sk) in enumerate(cases)]
+    t0 = time.perf_counter()
+    for sim in sims:
+        sim.generate(np.arange(1, 3, dtype=np.float64) / 120.0)  # kernels loaded/compiled
+    first = time.perf_counter() - t0
+    n = int(block_s * 120.0)
+    blocks = max(1, int(sim_seconds / block_s))
+    c0 = time.process_time()
+    for b in range(blocks):
+        t = (b * n + np.arange(n, dtype=np.float64) + 3.0) / 120.0
+        for sim in sims:
+            sim.generate(t)
+    cpu = time.process_time() - c0
+    per = cpu / (len(sims) * blocks * block_s)
+    return {"bench": "trainee_only", "trainees": len(sims), "trackers": len(trackers),
+            "block_s": block_s, "sim_seconds": blocks * block_s, "cpu_s": round(cpu, 3),
+            "ms_per_rig_per_sim_s": round(1e3 * per, 4), "first_call_s": round(first, 3)}
+
+
+def trainee_only_in(code_dir: str | None, trackers: int, sim_seconds: float) -> dict[str, Any]:
+    """`trainee_only` run in a child process importing the code of ``code_dir``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--trainee-only", "--trackers",
+           str(trackers), "--sim-seconds", str(sim_seconds)]
+    out = subprocess.run(cmd, env=_code_env(code_dir), cwd=code_dir, check=True,
+                         capture_output=True, text=True).stdout
+    row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return row
 
 
 def _cpu(pids: list[int]) -> float:
@@ -152,19 +198,34 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="with --base: A/B rounds (ABBA)")
     ap.add_argument("--skip-agents", action="store_true")
     ap.add_argument("--skip-driver", action="store_true")
+    ap.add_argument("--skip-trainee", action="store_true")
     ap.add_argument("--driver-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--trainee-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
     if args.driver_only:
         print(json.dumps(driver_only(args.rigs, trackers, args.sim_seconds)), flush=True)
+        return
+    if args.trainee_only:
+        print(json.dumps(trainee_only(trackers, args.sim_seconds)), flush=True)
         return
     base = None if args.base is None else os.path.abspath(args.base)
     codes: list[tuple[str, str | None]] = [("new", None)] + ([("base", base)] if base else [])
     order: list[tuple[str, str | None]] = []
     for r in range(max(1, args.rounds) if base else 1):
         order += codes if r % 2 == 0 else codes[::-1]  # ABBA: drift in load hits both alike
+    runs: dict[str, list[dict[str, Any]]]
+    if not args.skip_trainee:
+        runs = {"new": [], "base": []}
+        for label, code in order:
+            row = trainee_only_in(code, args.trackers, args.sim_seconds)
+            row["code"] = label
+            runs[label].append(row)
+            print(json.dumps(row), flush=True)
+        if base:
+            print(json.dumps(_compare("trainee_only", runs, "ms_per_rig_per_sim_s")), flush=True)
     if not args.skip_driver:
-        runs: dict[str, list[dict[str, Any]]] = {"new": [], "base": []}
+        runs = {"new": [], "base": []}
         for label, code in order:
             row = driver_only_in(code, args.rigs, args.trackers, args.sim_seconds)
             row["code"] = label
