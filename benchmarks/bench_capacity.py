@@ -654,6 +654,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                 "controller_cue_ms": status["cue_latency_ms"],
                 "controller_observer_wait_ms": status.get("observer_wait_ms"),
                 "controller_cue_compute_ms": status.get("cue_compute_ms"),
+                "controller_loop_round_ms": status.get("loop_round_ms"),
+                "controller_chunks_per_round": status.get("chunks_per_round"),
                 "cpu_cores": cpu_delta(c0, c1, names),
                 "rig_backlog_chunks": {"start": win["backlog_first"], "end": win["backlog_last"],
                                        "trend_per_s": round(win["backlog_slope"], 2)},

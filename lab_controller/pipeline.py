@@ -237,23 +237,27 @@ class ScoringObserver:
         self._sessions[info.session_id] = _Scoring(info, scorer, offset, params, ideal, lo, hi)
 
     def on_chunk(self, session_id: str, chunk: P.SampleChunk) -> Sequence[P.Cue]:
+        # On the controller loop for every chunk: the common case (no window completed, no cue)
+        # returns right after the kernel call.
         st = self._sessions.get(session_id)
         live = self._p.live.get(session_id)
+        h = chunk.header
         if live is not None:
-            live.samples += chunk.count
+            live.samples += h.count
             live.last_sample_wall = time.time()
         if st is None or st.scorer is None:
             return ()
-        if chunk.first_seq <= st.last_seq:
+        if h.first_seq <= st.last_seq:
             return ()  # the controller drops duplicates already; never score a sample twice
-        st.last_seq = chunk.last_seq
+        st.last_seq = h.first_seq + h.count - 1
         try:
-            windows, cues = st.scorer.feed(chunk.header.rig_time_first, chunk.header.period,
-                                           chunk.poses, chunk.valid)
+            windows, cues = st.scorer.feed(h.rig_time_first, h.period, chunk.poses, chunk.valid)
         except ValueError as exc:
             if live is not None:
                 live.error = str(exc)
             log.warning("session %s: chunk %d not scored: %s", session_id, chunk.first_seq, exc)
+            return ()
+        if not windows and not cues:
             return ()
         if windows:
             self._store_windows(st, windows, chunk.last_seq)

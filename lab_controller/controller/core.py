@@ -141,6 +141,9 @@ class Controller:
         self._control_backlog = False
         self.liveness_holds = 0
         self._cue_latency: deque[float] = deque(maxlen=CUE_LATENCY_KEEP)
+        # poll round durations (poll + handling + housekeeping) and chunks per round
+        self._round_times: deque[float] = deque(maxlen=CUE_LATENCY_KEEP)
+        self._data_per_round: deque[int] = deque(maxlen=CUE_LATENCY_KEEP)
         self.cues_sent = 0
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
         self.loop_errors = 0
@@ -209,6 +212,7 @@ class Controller:
     def _loop_once(self) -> None:
         read_data = not self._held and self.runner.has_room()
         timeout = self.cfg.tick_s if read_data else min(self.cfg.tick_s, 0.005)
+        polled = time.monotonic()
         try:
             incoming = self.sockets.poll(timeout, read_data)
         except Exception:
@@ -243,6 +247,9 @@ class Controller:
         except Exception:
             self.loop_errors += 1
             log.exception("housekeeping failed")
+        done = time.monotonic()
+        self._round_times.append(done - polled)
+        self._data_per_round.append(len(data))
 
     def _after_io(self) -> None:
         if self._held:
@@ -886,6 +893,8 @@ class Controller:
                 self._held.append(part)
         for part in parts:
             self.runner.chunk(sid, part, now)
+        if self.runner.inline and not self.runner.cues.empty():
+            self._send_cues()  # now, not after the rest of the round: the cue is due
 
     def _sid_text(self, header: P.ChunkHeader) -> str:
         """Text form of a chunk's session id, cached by its raw bytes (building a UUID and its
@@ -1052,6 +1061,8 @@ class Controller:
             # chunks that fired a cue
             "observer_wait_ms": _percentiles_ms(sorted(self.runner.queue_wait)),
             "cue_compute_ms": _percentiles_ms(sorted(self.runner.cue_compute)),
+            "loop_round_ms": _percentiles_ms(sorted(self._round_times)),
+            "chunks_per_round": _percentiles(sorted(self._data_per_round)),
             "dead_detections": list(self.dead_detections),
             "sink": sink_stats() if callable(sink_stats) else {},
         }
@@ -1073,6 +1084,16 @@ def _percentiles_ms(lat: Sequence[float]) -> dict[str, Any]:
         "p50": round(1000 * lat[len(lat) // 2], 3) if lat else None,
         "p99": round(1000 * lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 3)
         if lat else None,
+    }
+
+
+def _percentiles(values: Sequence[int]) -> dict[str, Any]:
+    """n, p50, p99 and max of sorted values."""
+    return {
+        "n": len(values),
+        "p50": values[len(values) // 2] if values else None,
+        "p99": values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)] if values else None,
+        "max": values[-1] if values else None,
     }
 
 

@@ -157,9 +157,21 @@ class ObserverRunner:
 
     def chunk(self, session_id: str, chunk: SampleChunk, received_at: float) -> None:
         """Queue a chunk (never blocks); the caller calls `flush()` after its poll round."""
-        if self.inline:
-            self.queue_wait.append(time.monotonic() - received_at)
-            self._do(_Job("chunk", session_id, chunk, received_at))
+        if self.inline:  # the loop's per-chunk path: no job object unless a cue comes out
+            taken = time.monotonic()
+            self.queue_wait.append(taken - received_at)
+            for obs in self.observers:
+                try:
+                    cues = obs.on_chunk(session_id, chunk)
+                except Exception:
+                    self.errors += 1
+                    log.exception("observer %r failed on chunk", obs)
+                    continue
+                if cues:
+                    for cue in cues:
+                        self.cues.put((session_id, cue, received_at))
+                    self.cue_compute.append(time.monotonic() - taken)
+            self.processed += 1
         elif self._thread is not None:
             self._jobs.append(_Job("chunk", session_id, chunk, received_at))
 
