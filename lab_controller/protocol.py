@@ -672,6 +672,17 @@ def encode_control(msg: BaseModel) -> tuple[bytes, bytes]:
     return _CONTROL_PROLOGUE, body
 
 
+def encode_data_ack(session_id: str, durable_seq: int, received_seq: int) -> tuple[bytes, bytes]:
+    """The frames of ``DataAck(session_id, durable_seq, received_seq)``, byte for byte what
+    `encode_control` gives, without building the model: a controller sends one per session
+    every 50 ms (~1 µs instead of ~4). ``session_id`` must already be a valid id (it comes
+    from a session the controller created)."""
+    return _CONTROL_PROLOGUE, (
+        f'{{"type":"data_ack","session_id":"{session_id}","durable_seq":{int(durable_seq)},'
+        f'"received_seq":{int(received_seq)}}}'
+    ).encode()
+
+
 def decode_control(frames: Sequence[bytes | memoryview]) -> ControlMessage:
     """Parse and validate a two-frame control message (routing frames already stripped)."""
     if len(frames) != 2:

@@ -133,7 +133,8 @@ class Controller:
         self._probes: dict[int, tuple[str, float, float]] = {}  # id -> (rig, t0 wall, mono)
         self._next_probe_id = 1
         self._probe_due: dict[str, list[float]] = {}  # rig -> monotonic times of due probes
-        self._next_beat = 0.0
+        self._housekeeping_s = min(0.05, cfg.heartbeat_interval_s / 10)
+        self._beat_slice = 0
         self._next_housekeeping = 0.0
         self._next_prune = 0.0
         self._last_round = 0.0
@@ -270,15 +271,13 @@ class Controller:
             self._send_acks()
         self._send_cues()
         if now >= self._next_housekeeping:
-            self._next_housekeeping = now + min(0.05, self.cfg.heartbeat_interval_s / 10)
+            self._next_housekeeping = now + self._housekeeping_s
             self._expire_rigs()
             self._expire_commands(now)
             self._expire_grace()
             self._expire_unlisted(now)
             self._send_probes(now)
-            if now >= self._next_beat:
-                self._next_beat = now + self.cfg.heartbeat_interval_s
-                self._send_heartbeats()
+            self._send_heartbeats()
             if now >= self._next_prune:
                 self._next_prune = now + 10.0
                 self._prune()
@@ -694,8 +693,8 @@ class Controller:
             return
         rec = self.registry.get(session.rig_id)
         if rec is not None:
-            if self._acked.get(sid, -1) != durable:  # the final DATA_ACK first, uncoalesced
-                self._send_rig(rec, self._data_ack(sid))
+            if self._acked.get(sid, -1) != durable and rec.alive:  # final DATA_ACK first
+                self.sockets.send_control(rec.identity, self._data_ack(sid))
                 self._acked[sid] = durable
             self._send_rig(rec, P.EndOfStreamAck(session_id=sid, durable_seq=ex.eos.last_seq))
         if session.active:
@@ -773,16 +772,24 @@ class Controller:
             self._acked_at.pop(sid, None)
 
     def _send_heartbeats(self) -> None:
+        """One slice of the rigs per housekeeping round (each rig by its handle), so every rig
+        gets a beat per heartbeat interval and 300 rigs never get theirs in one round: that
+        round (with the DATA_ACK re-sends) took ~3 ms, during which chunks queued."""
+        slices = max(1, round(self.cfg.heartbeat_interval_s / self._housekeeping_s))
+        k = self._beat_slice
+        self._beat_slice = (k + 1) % slices
         beat = P.encode_control(P.Heartbeat(sender_time=time.time(),
                                             controller_id=self.controller_id))
         for rec in self.registry.alive():
+            if rec.handle % slices != k:
+                continue
             self.sockets.send_control(rec.identity, beat)
             # Re-send the current cumulative DATA_ACK: a lost ack must not stall a rig's window.
             session = self.sessions.active_for_rig(rec.rig_id)
             if session is not None:
                 d = self.seq[session.session_id].durable_upto
                 if d >= 0:
-                    self._send_rig(rec, self._data_ack(session.session_id))
+                    self.sockets.send_control(rec.identity, self._data_ack(session.session_id))
 
     # ─────────────────────────────────────────────────────────────────── clock
 
@@ -793,7 +800,10 @@ class Controller:
                 continue
             due.pop(0)
             if not due:
-                due.append(now + self.cfg.timesync_interval_s)
+                # ±12.5 % by handle: rigs that registered together drift apart instead of all
+                # being probed in the same round every interval
+                spread = 1.0 + ((rec.handle * 7) % 16 - 8) / 64
+                due.append(now + self.cfg.timesync_interval_s * spread)
             pid = self._next_probe_id
             self._next_probe_id += 1
             t0 = time.time()
@@ -919,10 +929,10 @@ class Controller:
         self._send_rig(rec, P.DataNack(session_id=str(h.session_id), first_seq=h.first_seq,
                                        count=h.count, code=kind, reason=reason[:4000]))
 
-    def _data_ack(self, sid: str) -> P.DataAck:
+    def _data_ack(self, sid: str) -> tuple[bytes, bytes]:
+        """The encoded DATA_ACK of a session (P.encode_data_ack: no model per ack)."""
         seqs = self.seq[sid]
-        return P.DataAck(session_id=sid, durable_seq=seqs.durable_upto,
-                         received_seq=seqs.highest_received)
+        return P.encode_data_ack(sid, seqs.durable_upto, seqs.highest_received)
 
     def _send_acks(self) -> None:
         durable = self.sink.durable()
@@ -945,7 +955,7 @@ class Controller:
                 continue  # coalesced: the next commit or housekeeping round sends it
             rec = self.registry.get(session.rig_id)
             if rec is not None and rec.alive:
-                self._send_rig(rec, self._data_ack(sid))
+                self.sockets.send_control(rec.identity, self._data_ack(sid))
             self._acked[sid] = seqs.durable_upto
             self._acked_at[sid] = now
             if eos:

@@ -472,3 +472,14 @@ def test_all_finite_checks_a_batch_and_decode_can_rely_on_it() -> None:
     assert err.value.kind is P.ErrorKind.NON_FINITE
     chunk = P.decode_chunk(good[1], LAYOUT, finite_checked=True)
     assert chunk.first_seq == 3 and chunk.count == 3 and bool(chunk.valid.all())
+
+
+@pytest.mark.parametrize("durable,received", [(-1, -1), (0, 0), (5, 7), (2**63 - 1, 2**63 - 1)])
+def test_encode_data_ack_is_byte_identical_to_the_model(durable: int, received: int) -> None:
+    """The controller's model-free DATA_ACK encoder gives exactly `encode_control(DataAck(...))`
+    and decodes back to the same model."""
+    for sid in (uuid.uuid4().hex, str(uuid.uuid4())):
+        fast = P.encode_data_ack(sid, durable, received)
+        model = P.DataAck(session_id=sid, durable_seq=durable, received_seq=received)
+        assert fast == P.encode_control(model)
+        assert P.decode_control(list(fast)) == model
