@@ -186,7 +186,7 @@ def test_cue_rewinds_the_look_ahead() -> None:
     """Samples generated ahead but not handed out are generated again after a cue: the onset
     is the trainee's reaction time after the cue (not the end of the look-ahead), what was
     handed out before stays, the stream has no gap or overlap, and it is reproducible."""
-    t0, p0, _ = _cued_run(None)
+    _t0, p0, _ = _cued_run(None)
     t1, p1, rig1 = _cued_run(1.0)
     t2, p2, _ = _cued_run(1.0)
     np.testing.assert_array_equal(t1, t2)
