@@ -170,15 +170,16 @@ class ControllerSockets:
         if self.api in ready:
             self._drain(self.api, "api", True, out)
         if read_data and self.data in ready:
-            self._drain(self.data, "data", self.cfg.data_socket == "router", out)
+            self._drain(self.data, "data", self.cfg.data_socket == "router", out,
+                        self.cfg.data_drain_batch)
         return out
 
     def _drain(self, sock: zmq.Socket[bytes], source: Source, routed: bool,
-               out: list[Incoming]) -> None:
+               out: list[Incoming], limit: int | None = None) -> None:
         # Under CurveZMQ the ZAP User-Id (the key's name) comes with every message; the engine
         # checks it against the rig id on HELLO and on every chunk.
         want_user = self.security is not None
-        for _ in range(self.cfg.drain_batch):
+        for _ in range(self.cfg.drain_batch if limit is None else limit):
             user_id: str | None = None
             try:
                 if want_user:
