@@ -43,6 +43,18 @@ def jit(fn: _F) -> _F:
     return cast(_F, nb.njit(**JIT)(fn))
 
 
+#: Per-chunk entry points called from the controller's loop (a few µs each) keep the GIL:
+#: releasing it for 3 µs lets another thread (the telemetry writer) take it, and the loop then
+#: waits until it comes back, once per chunk (py-spy --idle: 12 % of the loop's wall time at
+#: 150 rigs sat on the kernel call). Code generation is otherwise the same: same results.
+CHUNK_JIT: Final[dict[str, Any]] = {**JIT, "nogil": False}
+
+
+def chunk_jit(fn: _F) -> _F:
+    """``numba.njit`` with :data:`CHUNK_JIT` (hot per-chunk entry points; keeps the GIL)."""
+    return cast(_F, nb.njit(**CHUNK_JIT)(fn))
+
+
 def pjit(fn: _F) -> _F:
     """``numba.njit`` with :data:`PARALLEL_JIT` (parallel drivers using ``prange``)."""
     return cast(_F, nb.njit(**PARALLEL_JIT)(fn))

@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from sim_kernels._config import jit, pjit
+from sim_kernels._config import chunk_jit, jit, pjit
 from sim_kernels.motion import _quality
 from sim_kernels.parameters import ALIGN_PARAMS
 from sim_kernels.process import (
@@ -437,7 +437,7 @@ BAD_TOOL = -11  # the tool tracker index is not in the chunk
 BAD_PERIOD = -12  # the chunk's sample period does not match the nominal rate
 
 
-@jit
+@chunk_jit
 def _feed_kernel(poses: NDArray[np.floating], valid: NDArray[np.bool_], tool: int, t0: float,
                  period: float, final: bool, si: NDArray[np.int64], sf: NDArray[np.float64],
                  ref: NDArray[np.float64]) -> int:
