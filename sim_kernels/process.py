@@ -157,6 +157,26 @@ class SprayGeometry:
 # kernels
 
 
+@ijit
+def tip_and_axis(px: float, py: float, pz: float, qx: float, qy: float, qz: float, qw: float,
+                 ox: float, oy: float, oz: float
+                 ) -> tuple[float, float, float, float, float, float]:
+    """Tip ``p + R @ o`` and tool +Z axis (R's third column) of a pose with a unit quaternion
+    (scalar last). The one place of this arithmetic: the batch and the streaming paths inline
+    it, so both give the same bits."""
+    r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
+    r01 = 2.0 * (qx * qy - qz * qw)
+    r02 = 2.0 * (qx * qz + qy * qw)
+    r10 = 2.0 * (qx * qy + qz * qw)
+    r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
+    r12 = 2.0 * (qy * qz - qx * qw)
+    r20 = 2.0 * (qx * qz - qy * qw)
+    r21 = 2.0 * (qy * qz + qx * qw)
+    r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+    return (px + r00 * ox + r01 * oy + r02 * oz, py + r10 * ox + r11 * oy + r12 * oz,
+            pz + r20 * ox + r21 * oy + r22 * oz, r02, r12, r22)
+
+
 @jit
 def _tool_frames(pos: NDArray[np.float64], quat: NDArray[np.float64],
                  tip_offset: NDArray[np.float64], tip: NDArray[np.float64],
@@ -169,26 +189,14 @@ def _tool_frames(pos: NDArray[np.float64], quat: NDArray[np.float64],
         nrm = math.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
         if nrm < 1e-6:
             return i
-        qx /= nrm
-        qy /= nrm
-        qz /= nrm
-        qw /= nrm
-        # rotation matrix of a unit quaternion (scalar last)
-        r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-        r01 = 2.0 * (qx * qy - qz * qw)
-        r02 = 2.0 * (qx * qz + qy * qw)
-        r10 = 2.0 * (qx * qy + qz * qw)
-        r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-        r12 = 2.0 * (qy * qz - qx * qw)
-        r20 = 2.0 * (qx * qz - qy * qw)
-        r21 = 2.0 * (qy * qz + qx * qw)
-        r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-        tip[i, 0] = pos[i, 0] + r00 * ox + r01 * oy + r02 * oz
-        tip[i, 1] = pos[i, 1] + r10 * ox + r11 * oy + r12 * oz
-        tip[i, 2] = pos[i, 2] + r20 * ox + r21 * oy + r22 * oz
-        axis[i, 0] = r02
-        axis[i, 1] = r12
-        axis[i, 2] = r22
+        tx, ty, tz, ax, ay, az = tip_and_axis(pos[i, 0], pos[i, 1], pos[i, 2], qx / nrm,
+                                              qy / nrm, qz / nrm, qw / nrm, ox, oy, oz)
+        tip[i, 0] = tx
+        tip[i, 1] = ty
+        tip[i, 2] = tz
+        axis[i, 0] = ax
+        axis[i, 1] = ay
+        axis[i, 2] = az
     return -1
 
 

@@ -43,6 +43,7 @@ from sim_kernels.process import (
     _spray_row,
     _weave_one,
     _weld_row,
+    tip_and_axis,
 )
 from sim_kernels.rubric import Rubric
 from sim_kernels.scoring import (
@@ -136,22 +137,9 @@ def _base_rows(process: int, poses: NDArray[np.float64], ok: NDArray[np.bool_], 
             for c in range(3):
                 tip[i, c] = np.nan
             continue
-        qx /= nrm
-        qy /= nrm
-        qz /= nrm
-        qw /= nrm
-        r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-        r01 = 2.0 * (qx * qy - qz * qw)
-        r02 = 2.0 * (qx * qz + qy * qw)
-        r10 = 2.0 * (qx * qy + qz * qw)
-        r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-        r12 = 2.0 * (qy * qz - qx * qw)
-        r20 = 2.0 * (qx * qz - qy * qw)
-        r21 = 2.0 * (qy * qz + qx * qw)
-        r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-        tx = poses[pi, 0] + r00 * ox + r01 * oy + r02 * oz
-        ty = poses[pi, 1] + r10 * ox + r11 * oy + r12 * oz
-        tz = poses[pi, 2] + r20 * ox + r21 * oy + r22 * oz
+        tx, ty, tz, r02, r12, r22 = tip_and_axis(poses[pi, 0], poses[pi, 1], poses[pi, 2],
+                                                 qx / nrm, qy / nrm, qz / nrm, qw / nrm,
+                                                 ox, oy, oz)
         tip[i, 0] = tx
         tip[i, 1] = ty
         tip[i, 2] = tz

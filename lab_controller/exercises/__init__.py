@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from sim_kernels.process import tool_frames
 from sim_kernels.rubric import Rubric
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -40,16 +41,10 @@ class Reference:
         return int(self.t.shape[0])
 
     def tip(self, tip_offset_mm: NDArray[np.float64] | list[float]) -> NDArray[np.float64]:
-        """Tool-tip positions (n, 3): tracker position + R @ tip_offset."""
-        q = self.tool_pose[:, 3:].astype(np.float64)
-        x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-        off = np.asarray(tip_offset_mm, dtype=np.float64)
-        r = np.stack([
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ], axis=1)
-        return np.asarray(self.tool_pose[:, :3], np.float64) + r @ off
+        """Tool-tip positions (n, 3): tracker position + R @ tip_offset (the kernels' own
+        arithmetic, `sim_kernels.process.tool_frames`)."""
+        tip, _axis = tool_frames(self.tool_pose[:, :3], self.tool_pose[:, 3:], tip_offset_mm)
+        return tip
 
 
 @dataclass(frozen=True)
