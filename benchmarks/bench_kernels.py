@@ -350,6 +350,28 @@ class _LiveChild:
         self.p.wait(timeout=30)
 
 
+def _rigs_per_core(mean_us: float) -> int:
+    """Rigs at LIVE_FS one core scores: 12 samples per 5 chunks (20 ms chunks at 120 Hz)."""
+    return int(1e6 / (mean_us * LIVE_FS * 5 / 12))
+
+
+def _compare(rec: dict[str, Any], mine: list[dict[str, Any]],
+             theirs: list[dict[str, Any]] | None, keys: tuple[str, ...]) -> None:
+    """Rigs per core, and with a baseline its medians of `keys`, the median per-pair ratio
+    baseline/ours of the mean per-chunk time and whether both produced the same output."""
+    rec["rigs_per_core"] = _rigs_per_core(rec["mean_us"])
+    if theirs is None:
+        return
+    for key in keys:
+        rec["baseline_" + key] = round(statistics.median(r[key] for r in theirs), 2)
+    rec["baseline_rigs_per_core"] = _rigs_per_core(rec["baseline_mean_us"])
+    rec["ratio_baseline_over_ours"] = round(statistics.median(
+        b["mean_us"] / a["mean_us"] for a, b in zip(mine, theirs, strict=True)), 2)
+    rec["same_windows_and_cues_as_baseline"] = all(
+        (a["windows"], a["cues"]) == (b["windows"], b["cues"])
+        for a, b in zip(mine, theirs, strict=True))
+
+
 def bench_live_scorer(repeats: int, baseline: str | None) -> list[dict[str, Any]]:
     """SessionScorer.feed with 20 ms chunks at 120 Hz, 6 trackers (the controller's live
     scoring), per chunk; with ``baseline`` (another checkout) run side by side: the two
@@ -374,17 +396,8 @@ def bench_live_scorer(repeats: int, baseline: str | None) -> list[dict[str, Any]
                 "load_avg_1min": round(os.getloadavg()[0], 2)}
             for key in ("mean_us", "quiet_median_us", "busy_median_us"):
                 rec[key] = round(statistics.median(r[key] for r in mine), 2)
-            rec["rigs_per_core"] = int(1e6 / (rec["mean_us"] * LIVE_FS * 5 / 12))
-            if base is not None:
-                for key in ("mean_us", "quiet_median_us", "busy_median_us"):
-                    rec["baseline_" + key] = round(statistics.median(r[key] for r in theirs), 2)
-                rec["baseline_rigs_per_core"] = int(
-                    1e6 / (rec["baseline_mean_us"] * LIVE_FS * 5 / 12))
-                rec["ratio_baseline_over_ours"] = round(statistics.median(
-                    b["mean_us"] / a["mean_us"] for a, b in zip(mine, theirs, strict=True)), 2)
-                rec["same_windows_and_cues_as_baseline"] = all(
-                    (a["windows"], a["cues"]) == (b["windows"], b["cues"])
-                    for a, b in zip(mine, theirs, strict=True))
+            _compare(rec, mine, theirs if base is not None else None,
+                     ("mean_us", "quiet_median_us", "busy_median_us"))
             out.append(emit(rec))
         # the capacity benchmark's shape: 200 rigs interleaved, 10 s (500 chunks) each
         rigs, n_chunks = 200, 500
@@ -399,16 +412,7 @@ def bench_live_scorer(repeats: int, baseline: str | None) -> list[dict[str, Any]
                "cue_trace": True, "windows": mine[0]["windows"], "cues": mine[0]["cues"],
                "mean_us": round(statistics.median(r["mean_us"] for r in mine), 2),
                "load_avg_1min": round(os.getloadavg()[0], 2)}
-        rec["rigs_per_core"] = int(1e6 / (rec["mean_us"] * LIVE_FS * 5 / 12))
-        if base is not None:
-            rec["baseline_mean_us"] = round(statistics.median(r["mean_us"] for r in theirs), 2)
-            rec["baseline_rigs_per_core"] = int(
-                1e6 / (rec["baseline_mean_us"] * LIVE_FS * 5 / 12))
-            rec["ratio_baseline_over_ours"] = round(statistics.median(
-                b["mean_us"] / a["mean_us"] for a, b in zip(mine, theirs, strict=True)), 2)
-            rec["same_windows_and_cues_as_baseline"] = all(
-                (a["windows"], a["cues"]) == (b["windows"], b["cues"])
-                for a, b in zip(mine, theirs, strict=True))
+        _compare(rec, mine, theirs if base is not None else None, ("mean_us",))
         out.append(emit(rec))
     finally:
         ours.close()
