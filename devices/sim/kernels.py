@@ -132,6 +132,24 @@ def pose_row(out: Any, noise: Any, jitter: float, valid: Any, i: int, j: int,
     out[i, j, 6] = qw / nq
 
 
+@_inline
+def frame_from_axis(a0: float, a1: float, a2: float, r0: float, r1: float, r2: float
+                    ) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """Columns x, y, z of a rotation with z = unit(a), x = unit(r - (r.z) z), y = z x x
+    (geometry.frame_from_axis; a zero-length vector stays unscaled)."""
+    nn = math.sqrt(a0 * a0 + a1 * a1 + a2 * a2)
+    nn = nn if nn > 0.0 else 1.0
+    z0, z1, z2 = a0 / nn, a1 / nn, a2 / nn
+    dot = r0 * z0 + r1 * z1 + r2 * z2
+    x0 = r0 - dot * z0
+    x1 = r1 - dot * z1
+    x2 = r2 - dot * z2
+    nn = math.sqrt(x0 * x0 + x1 * x1 + x2 * x2)
+    nn = nn if nn > 0.0 else 1.0
+    x0, x1, x2 = x0 / nn, x1 / nn, x2 / nn
+    return x0, x1, x2, z1 * x2 - z2 * x1, z2 * x0 - z0 * x2, z0 * x1 - z1 * x0, z0, z1, z2
+
+
 @_jit
 def motion(times: Any, dt: Any, gate: Any, w: Any, a: Any, b: Any, apow: Any, x0: Any,
            sig: Any, bias: Any, cues: Any, par: Any, vec3: Any, seg: Any, extras: Any,
@@ -325,19 +343,7 @@ def motion(times: Any, dt: Any, gate: Any, w: Any, a: Any, b: Any, apow: Any, x0
         tip1 += trem[1] * par[P_TREMOR_MM]
         tip2 += trem[2] * par[P_TREMOR_MM]
         # frame: z = unit(axis), x = unit(tdir - (tdir.z) z), y = z x x; then roll about z
-        nn = math.sqrt(ax0 * ax0 + ax1 * ax1 + ax2 * ax2)
-        nn = nn if nn > 0.0 else 1.0
-        z0, z1, z2 = ax0 / nn, ax1 / nn, ax2 / nn
-        dot = td0 * z0 + td1 * z1 + td2 * z2
-        x0_ = td0 - dot * z0
-        x1_ = td1 - dot * z1
-        x2_ = td2 - dot * z2
-        nn = math.sqrt(x0_ * x0_ + x1_ * x1_ + x2_ * x2_)
-        nn = nn if nn > 0.0 else 1.0
-        x0_, x1_, x2_ = x0_ / nn, x1_ / nn, x2_ / nn
-        y0_ = z1 * x2_ - z2 * x1_
-        y1_ = z2 * x0_ - z0 * x2_
-        y2_ = z0 * x1_ - z1 * x0_
+        x0_, x1_, x2_, y0_, y1_, y2_, z0, z1, z2 = frame_from_axis(ax0, ax1, ax2, td0, td1, td2)
         roll = dev[2] * _DEG
         cr, sn = math.cos(roll), math.sin(roll)
         xr0, xr1, xr2 = cr * x0_ + sn * y0_, cr * x1_ + sn * y1_, cr * x2_ + sn * y2_
@@ -366,19 +372,10 @@ def motion(times: Any, dt: Any, gate: Any, w: Any, a: Any, b: Any, apow: Any, x0
                 h0 = 0.0 * m2 - 1.0 * m1
                 h1 = 1.0 * m0 - 0.0 * m2
                 h2 = 0.0 * m1 - 0.0 * m0
-                nn = math.sqrt(m0 * m0 + m1 * m1 + m2 * m2)
-                nn = nn if nn > 0.0 else 1.0
-                hz0, hz1, hz2 = m0 / nn, m1 / nn, m2 / nn
-                dot = h0 * hz0 + h1 * hz1 + h2 * hz2
-                hx0 = h0 - dot * hz0
-                hx1 = h1 - dot * hz1
-                hx2 = h2 - dot * hz2
-                nn = math.sqrt(hx0 * hx0 + hx1 * hx1 + hx2 * hx2)
-                nn = nn if nn > 0.0 else 1.0
-                hx0, hx1, hx2 = hx0 / nn, hx1 / nn, hx2 / nn
+                hx0, hx1, hx2, hy0, hy1, hy2, hz0, hz1, hz2 = frame_from_axis(m0, m1, m2,
+                                                                              h0, h1, h2)
                 pose_row(poses, noise, jitter, valid, i, col, p0, p1, p2, hx0, hx1, hx2,
-                         hz1 * hx2 - hz2 * hx1, hz2 * hx0 - hz0 * hx2, hz0 * hx1 - hz1 * hx0,
-                         hz0, hz1, hz2)
+                         hy0, hy1, hy2, hz0, hz1, hz2)
             else:
                 pose_row(poses, noise, jitter, valid, i, col, p0, p1, p2,
                          1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
