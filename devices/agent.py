@@ -195,7 +195,7 @@ class RigAgent:
         self._next_read = 0.0
         self._max_chunk = max(1, math.ceil(self.info.rate_hz * MAX_CHUNK_S))
         self._period = 1.0 / self.info.rate_hz
-        self._last_valid: Any = None  # validity row of the latest sample (numpy bool array)
+        self._last_valid: Any = None  # validity rows of the latest block (numpy bool (n, T))
         self._keys: dict[str, bytes] = {}  # session id text -> 16 bytes (acks arrive as text)
         # store
         self._pending: deque[_Out] = deque()
@@ -524,7 +524,7 @@ class RigAgent:
         self._send(
             P.Heartbeat(
                 sender_time=self.driver.clock(),
-                trackers_valid=None if self._last_valid is None else self._last_valid.tolist(),
+                trackers_valid=None if self._last_valid is None else self._last_valid[-1].tolist(),
                 **self._status_fields(),
             )
         )
@@ -772,11 +772,14 @@ class RigAgent:
         stream = self.active
         if stream is None:
             return
+        driver = self.driver
         try:
-            blocks = self.driver.read(self.driver.clock())
-            for block in blocks:
-                for part in block.split(self._max_chunk):
-                    self._add_block(stream, part)
+            for block in driver.read(driver.clock()):
+                if block.poses.shape[0] <= self._max_chunk:
+                    self._add_block(stream, block)
+                else:
+                    for part in block.split(self._max_chunk):
+                        self._add_block(stream, part)
         except P.ProtocolError as exc:
             log.error("rig %s: driver produced an unsendable block: %s", self.config.rig_id, exc)
             if not final:
@@ -798,7 +801,7 @@ class RigAgent:
             and ctx.duration_s is not None
             and stream.next_seq * self._period >= ctx.duration_s
         )
-        if self.driver.finished or over:
+        if over or driver.finished:
             self._end_session(P.EndReason.FINISHED)
 
     def _add_block(self, stream: _Stream, block: SampleBlock) -> None:
@@ -806,11 +809,12 @@ class RigAgent:
         if count == 0:
             return
         handle = self.rig_handle or 1  # patched to the current handle when sent
+        first = stream.next_seq
         f0, f1 = P.encode_chunk(
             rig_handle=handle,
             layout=self.layout,
             session_id=stream.key,
-            first_seq=stream.next_seq,
+            first_seq=first,
             rig_time_first=block.rig_time_first,
             period=block.period,
             poses=block.poses,
@@ -818,15 +822,17 @@ class RigAgent:
             valid=None if block.all_valid else block.valid,
             checked=block.checked,  # the driver verified the values (SampleBlock docs)
         )
-        out = _Out(
-            stream.key, stream.next_seq, stream.next_seq + count - 1, f0, f1, self._order,
-            handle, len(f0) + len(f1),
-        )  # fmt: skip
+        nbytes = len(f0) + len(f1)
+        out = _Out(stream.key, first, first + count - 1, f0, f1, self._order, handle, nbytes)
         self._order += 1
-        stream.next_seq += count
+        stream.next_seq = first + count
         self.stats["samples_produced"] += count
-        self._last_valid = block.valid[-1]
-        self._store(out)
+        self._last_valid = block.valid
+        if self.spool is None and self.mem_bytes + nbytes <= self.config.memory_limit_bytes:
+            self._pending.append(out)  # `_store`'s usual case
+            self.mem_bytes += nbytes
+        else:
+            self._store(out)
 
     # ── the store: memory, then spool ─────────────────────────────────────────────────────
     def _store(self, out: _Out) -> None:
@@ -990,12 +996,16 @@ class RigAgent:
         if sock is None:
             return
         handle = self.rig_handle
+        pending = self._pending
+        stats = self.stats
         while True:
             if self.inflight_chunks >= self.max_inflight_chunks:
-                self.stats["window_full"] += 1
+                stats["window_full"] += 1
                 return
-            if self._pending:
-                out: _Out | None = self._pending.popleft()
+            if pending:
+                out: _Out | None = pending.popleft()
+            elif self._spool_unread <= 0:
+                return
             elif self.inflight_chunks and self.mem_bytes >= self.config.memory_limit_bytes:
                 return  # chunks read back from the spool count against the memory bound too
             else:
@@ -1006,11 +1016,11 @@ class RigAgent:
             if stream is None or out.last_seq <= stream.durable_seq:
                 self._free(out)  # acknowledged meanwhile (or session forgotten): nothing to send
                 continue
-            if self._pending and out.spool_id is None and self.config.coalesce:
+            if pending and out.spool_id is None and self.config.coalesce:
                 out = self._coalesce(out)
             if self.inflight_chunks and self.inflight_bytes + out.nbytes > self.max_inflight_bytes:
-                self._pending.appendleft(out)
-                self.stats["window_full"] += 1
+                pending.appendleft(out)
+                stats["window_full"] += 1
                 return
             f0 = out.frame0
             if out.sent or out.handle != handle:
@@ -1021,20 +1031,21 @@ class RigAgent:
                 _zsend(sock, f0, _SNDMORE_NOBLOCK)
                 _zsend(sock, out.frame1, _NOBLOCK)
             except zmq.Again:
-                self.stats["eagain"] += 1
-                self._pending.appendleft(out)
+                stats["eagain"] += 1
+                pending.appendleft(out)
                 return
             if out.sent:
-                self.stats["chunks_resent"] += 1
+                stats["chunks_resent"] += 1
             out.sent = True
             out.sent_at = now
-            if not stream.inflight:
+            inflight = stream.inflight
+            if not inflight:
                 stream.last_progress = now
-            stream.inflight.append(out)
+            inflight.append(out)
             self.inflight_chunks += 1
             self.inflight_bytes += out.nbytes
-            self.stats["chunks_sent"] += 1
-            self.stats["samples_sent"] += out.last_seq - out.first_seq + 1
+            stats["chunks_sent"] += 1
+            stats["samples_sent"] += out.last_seq - out.first_seq + 1
 
     def _coalesce(self, out: _Out) -> _Out:
         """Join queued contiguous chunks behind ``out`` into one of at most 100 ms.

@@ -56,6 +56,15 @@ class _Ahead:
         self.count = int(poses.shape[0])
         self.pos = 0  # samples handed out
 
+    def block(self, k: int) -> SampleBlock:
+        """Hand out samples [pos, k) (views) and advance ``pos`` to ``k``."""
+        lo = self.pos
+        self.pos = k
+        bad = self.bad
+        return SampleBlock(self.first + lo * self.period, self.period, self.poses[lo:k],
+                           self.analog[lo:k], self.valid[lo:k], checked=True,
+                           all_valid=bad[k] == bad[lo])
+
 
 def skill_from_params(value: Any, default: SkillModel) -> SkillModel:
     """START ``params['skill']``: a preset name, or a dict with optional ``base`` preset."""
@@ -89,6 +98,7 @@ class SimulatedRig:
         # rig clocks start anywhere (here: up to a day): the controller must not assume 0
         self._offset = float(rng.uniform(0, 86400.0)) if clock_offset_s is None else clock_offset_s
         self._ppm = self.default_skill.clock_drift_ppm
+        self._rate = 1.0 + self._ppm * 1e-6  # rig seconds per host second
         self._info = DriverInfo(trackers=tracker_specs(self.trackers), rate_hz=self.rate_hz,
                                 analog=("trigger",), capabilities=("cues", "self_finish"))
         self.sim: TraineeMotion | None = None
@@ -96,6 +106,7 @@ class SimulatedRig:
         self._t_start = 0.0
         self._next = 0.0
         self._end = math.inf
+        self._stop_at = math.inf  # min(_end, end of the exercise): see `_update_stop`
         self._stopped = True
         self._finished = False
         self.cues_received = 0
@@ -108,7 +119,7 @@ class SimulatedRig:
         return self._info
 
     def clock(self) -> float:
-        return self._offset + (self._host_clock() - self._t0) * (1.0 + self._ppm * 1e-6)
+        return self._offset + (self._host_clock() - self._t0) * self._rate
 
     def start(self, session: SessionContext, scene: dict[str, Any], params: dict[str, Any]) -> None:
         skill = skill_from_params(params.get("skill"), self.default_skill)
@@ -127,6 +138,14 @@ class SimulatedRig:
         self._ahead = None
         self._lookahead = LOOKAHEAD_S
         self.cues_received = 0
+        self._update_stop()
+
+    def _update_stop(self) -> None:
+        """Cache when the session stops (duration or the exercise's end): it only changes when
+        the trainee generates or rewinds samples, and `read` needs it every 20 ms."""
+        sim = self.sim
+        if sim is not None:
+            self._stop_at = min(self._end, self._t_start + sim.finished_at)
 
     def _generate_ahead(self) -> None:
         """Generate the next internal block (``lookahead`` long), to be handed out when due.
@@ -154,12 +173,30 @@ class SimulatedRig:
             raise ValueError("simulated trainee produced a non-finite value of a valid tracker")
         self._ahead = _Ahead(first, period, poses, analog, valid)
         self._next = first + n * period
+        self._update_stop()
 
     def read(self, now: float) -> Sequence[SampleBlock]:
-        sim = self.sim
-        if sim is None or self._stopped or self._finished:
+        if self._stopped or self._finished or self.sim is None:
             return ()
-        stop_at = min(self._end, self._t_start + sim.finished_at)
+        stop_at = self._stop_at
+        ah = self._ahead
+        if ah is not None and ah.pos < ah.count:
+            # the usual read (every 20 ms): the samples due are inside the current block
+            k = math.floor(((now if now < stop_at else stop_at) - ah.first) / ah.period + 1e-9) + 1
+            if k < ah.count:
+                if now >= stop_at:
+                    out = [ah.block(k)] if k > ah.pos else []
+                    self._finished = True
+                    self._ahead = None
+                    return out
+                return [ah.block(k)] if k > ah.pos else ()
+        return self._read_blocks(now)
+
+    def _read_blocks(self, now: float) -> list[SampleBlock]:
+        """`read` across the end of the generated block: hand out the rest, generate the next."""
+        sim = self.sim
+        assert sim is not None
+        stop_at = self._stop_at
         limit = min(now, stop_at)
         out: list[SampleBlock] = []
         horizon = min(now, self._next + MAX_BLOCK_S)
@@ -168,18 +205,14 @@ class SimulatedRig:
             if ah is not None and ah.pos < ah.count:
                 k = min(ah.count, math.floor((limit - ah.first) / ah.period + 1e-9) + 1)
                 if k > ah.pos:
-                    lo = ah.pos
-                    out.append(SampleBlock(ah.first + lo * ah.period, ah.period, ah.poses[lo:k],
-                                           ah.analog[lo:k], ah.valid[lo:k], checked=True,
-                                           all_valid=ah.bad[k] == ah.bad[lo]))
-                    ah.pos = k
+                    out.append(ah.block(k))
                 if k < ah.count:
                     break
             # the block is handed out: the next one if its first sample is due
             if not (self._next <= horizon and self._t_start + sim.finished_at >= self._next):
                 break
             self._generate_ahead()
-            stop_at = min(self._end, self._t_start + sim.finished_at)
+            stop_at = self._stop_at
             limit = min(now, stop_at)
         if now >= stop_at:
             self._finished = True
@@ -198,6 +231,7 @@ class SimulatedRig:
             self.sim.rewind(ah.pos)
             self._next = ah.first + ah.pos * ah.period
             ah.count = ah.pos
+            self._update_stop()
         self.sim.cue(cue.parameter, at=self.clock() - self._t_start)
 
     def stop(self) -> None:
