@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _MASK_BIT = int(P.ChunkFlags.MASK)  # plain int: `int & IntFlag` runs Python enum code
 S = SessionState
+_NOT_RUNNING_YET = (S.ASSIGNED, S.ARMED)  # the first samples move these to running
 
 # Keep the last 10k cue latencies for p50/p99 (≈ a minute of cues from a full class).
 CUE_LATENCY_KEEP = 10_000
@@ -91,6 +92,19 @@ class _SessionExtra:
     adopted: bool = False
     ended_notified: bool = False
     unlisted_at: float | None = None  # monotonic: the rig re-registered without this session
+
+
+@dataclass(slots=True)
+class _Route:
+    """What the general data path looks up per chunk, cached for a session (`_routes`)."""
+
+    handle: int
+    sid: str
+    session: Session
+    seqs: SessionSequence
+    extra: _SessionExtra
+    rec: RigRecord
+    layout: P.ChannelLayout
 
 
 class Controller:
@@ -149,7 +163,12 @@ class Controller:
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
         self.loop_errors = 0
         self.held_events = 0
+        self.fast_path_chunks = 0  # chunks `_on_data_fast` took (the rest went to `_on_data`)
         self._sid_cache: dict[bytes, str] = {}
+        # Session raw id -> _Route of a session whose last chunk took the general path without
+        # anything unusual; the next contiguous plain chunk of it takes `_on_data_batch`'s fast
+        # path. Cleared whenever the maps it caches change (registration, new session, prune).
+        self._routes: dict[bytes, _Route] = {}
         self._ack_due = False
 
     # ─────────────────────────────────────────────────────────────────── lifecycle
@@ -358,6 +377,7 @@ class Controller:
             log.info("rig %s re-registered on a new connection; the old one is forgotten",
                      hello.rig_id)
         rec, known = self.registry.register(hello, layout, identity, time.time())
+        self._routes.clear()
         resume: list[P.ResumeEntry] = []
         active_ok = True
         durable = self.sink.durable()
@@ -440,6 +460,7 @@ class Controller:
                            params: dict[str, Any] | None = None,
                            duration_s: float | None = None) -> None:
         sid = session.session_id
+        self._routes.clear()  # a session id may come back (adopted again after a prune)
         seqs = SessionSequence()
         d = self.sink.durable().get(sid, -1)
         if d >= 0:
@@ -765,6 +786,7 @@ class Controller:
 
     def _prune(self) -> None:
         """Forget the oldest ended sessions beyond `keep_ended_sessions` (bounded memory)."""
+        self._routes.clear()
         for sid in self.sessions.prune(self.cfg.keep_ended_sessions):
             self.seq.pop(sid, None)
             self.extra.pop(sid, None)
@@ -843,11 +865,51 @@ class Controller:
                 self.bad.record(exc.kind.value, exc.detail)
         checked = len(parsed) > 1 and P.all_finite(
             [inc.frames[1] for inc, h in parsed if not h.flags & _MASK_BIT])
+        routes = self._routes
         for inc, header in parsed:
             try:
-                self._on_data(inc, header, now, checked)
+                route = routes.get(header.session) if checked else None
+                if route is None or not self._on_data_fast(route, inc, header, now):
+                    self._on_data(inc, header, now, checked)
             except Exception as exc:  # never let one message take the controller down
                 self._internal_error(exc, "data")
+
+    def _on_data_fast(self, route: _Route, inc: Incoming, header: P.ChunkHeader,
+                      now: float) -> bool:
+        """The steady-state chunk (~2x cheaper than `_on_data`): the next contiguous plain chunk
+        of a running session from the rig it belongs to, nothing held. Does exactly what
+        `_on_data` would do for it; returns False (having changed nothing) for anything else,
+        and `_on_data` takes it."""
+        rec = route.rec
+        if (header.rig_handle != route.handle or rec.layout is not route.layout
+                or route.extra.unlisted_at is not None or self._held
+                or route.session.state in _NOT_RUNNING_YET):
+            return False
+        frame0, frame1 = inc.frames
+        ranges = route.seqs.received.ranges
+        first = header.first_seq
+        if len(frame0) != P.CHUNK_HEADER_SIZE or len(ranges) != 1 or ranges[0][1] != first:
+            return False
+        chunk = P.decode_plain_chunk(header, frame1, route.layout)
+        if chunk is None:
+            return False
+        n = header.count
+        seqs = route.seqs
+        self.fast_path_chunks += 1
+        ranges[0] = (ranges[0][0], first + n)
+        seqs.chunks += 1
+        seqs.samples += n
+        rec.note_samples(now, n)
+        try:
+            self.sink.submit(chunk)
+        except SinkBusy:
+            self.held_events += 1
+            self._held.append(chunk)
+        runner = self.runner
+        runner.chunk(route.sid, chunk, now)
+        if runner.inline and not runner.cues.empty():
+            self._send_cues()
+        return True
 
     def _on_data(self, inc: Incoming, header: P.ChunkHeader, now: float,
                  finite_checked: bool) -> None:
@@ -892,6 +954,10 @@ class Controller:
                          else sum(p.count for p in parts))
         if session.state in (S.ASSIGNED, S.ARMED):
             self._mark_running(sid, rec, "first samples arrived")
+        if (len(parts) == 1 and parts[0] is chunk and self.security is None
+                and header.session not in self._routes):
+            self._routes[header.session] = _Route(header.rig_handle, sid, session, seqs, ex,
+                                                  rec, rec.layout)
         for part in parts:
             if self._held:
                 self._held.append(part)
@@ -1062,6 +1128,7 @@ class Controller:
             "send_failures": self._sockets.send_failures if self._sockets else 0,
             "held_chunks": len(self._held),
             "held_events": self.held_events,
+            "fast_path_chunks": self.fast_path_chunks,
             "pending_commands": len(self._commands),
             "observer_jobs_processed": self.runner.processed,
             "observer_errors": self.runner.errors,

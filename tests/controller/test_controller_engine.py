@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from controller_testkit import FAST, LAYOUT, Harness, ScriptedRig, wait_for
+from controller_testkit import FAST, LAYOUT, Harness, ScriptedRig, stored_samples, wait_for
 
 from lab_controller import protocol as P
 from lab_controller.controller import (
@@ -193,6 +193,60 @@ def test_out_of_order_chunk_is_kept_gap_counted_and_filled(harness: Harness) -> 
     s = _show(harness, sid)
     assert s["open_gaps"] == [] and s["duplicates"] == 2 and s["samples"] == 15
     assert ctrl.status()["bad_input_total"] == 0
+
+
+def test_bursts_take_the_fast_path_and_odd_chunks_the_general_one(harness: Harness) -> None:
+    """Chunks sent in bursts reach the loop several per poll round: the plain contiguous ones
+    take its fast path (`Controller._on_data_fast`), while a duplicate, a hole, its late
+    filling, a wrong-size chunk and a masked chunk among them get the general path's handling.
+    What is stored is exactly what was sent, once, and the counters say what happened."""
+    ctrl = harness.start()
+    rig = harness.rig("rig-fast")
+    assert rig.wait(lambda: rig.handle != 0)
+    rig.paused = True  # the test sends the chunks itself
+    sid = _start(harness, "rig-fast")
+    assert rig.wait(lambda: rig.state is P.RigState.RUNNING)
+
+    def frames(first: int, n: int, lost: bool = False) -> list[bytes]:
+        poses = np.zeros((n, 2, 7), np.float32)
+        poses[:, :, 0] = np.arange(first, first + n)[:, None]
+        poses[:, :, 6] = 1
+        valid = None
+        if lost:
+            valid = np.ones((n, 2), bool)
+            valid[0, 1] = False
+        return list(P.encode_chunk(
+            rig_handle=rig.handle, layout=LAYOUT, session_id=uuid.UUID(sid), first_seq=first,
+            rig_time_first=1.0 + first / 100, period=0.01, poses=poses,
+            analog=np.zeros((n, 1), np.float32), valid=valid))
+
+    burst = [frames(3 * k, 3) for k in range(40)]  # 0..119, contiguous
+    burst.append(frames(60, 3))  # duplicate
+    burst.append(frames(130, 3))  # beyond a hole 120..129
+    burst.append(frames(133, 3))  # contiguous, but the hole is open: general path
+    short = frames(136, 3)
+    burst.append([short[0], short[1][:-4]])  # wrong size: NACKed, nothing stored
+    burst.append(frames(120, 10))  # fills the hole
+    burst.append(frames(136, 3, lost=True))  # a validity mask: general path
+    burst += [frames(139 + 3 * k, 3) for k in range(40)]  # 139..258, contiguous again
+    for f in burst:
+        rig.send_raw(f, data=True)
+    last = 258
+    assert wait_for(lambda: _show(harness, sid)["durable_seq"] == last)
+    s = _show(harness, sid)
+    assert s["gaps"] == 1 and s["open_gaps"] == [] and s["duplicates"] == 3
+    assert s["samples"] == last + 1 and s["received_seq"] == last
+    assert ctrl.status()["bad_input"] == {"bad_size": 1}
+    nacks = [m for m in rig.received if isinstance(m, P.DataNack)]
+    assert [(n.code, n.first_seq) for n in nacks] == [(P.ErrorKind.BAD_SIZE, 136)]
+    # most chunks came several per round and took the fast path (at least the second half
+    # of each 40-chunk run, whatever the round boundaries were, minus one per round)
+    assert ctrl.status()["fast_path_chunks"] >= 10, ctrl.status()["fast_path_chunks"]
+    ctrl.stop()
+    assert harness.sink is not None
+    harness.sink.close()
+    # stored in arrival order (130.. before the late 120..), each sample once
+    assert sorted(stored_samples(harness.tmp / "spool")[sid]) == list(range(last + 1))
 
 
 def test_rig_that_returns_without_its_session_fails_it_at_once(harness: Harness) -> None:
