@@ -59,6 +59,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -587,7 +589,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
     reports = _FleetReports()
     out: dict[str, Any] = {"bench": "capacity", "mode": rs.mode, "rigs": rs.rigs,
                            "rate_hz": rs.rate_hz, "trackers": len(rs.trackers),
-                           "chunk_ms": round(1000 * rs.chunk_s, 1), "rig_procs": rs.rig_procs}
+                           "chunk_ms": round(1000 * rs.chunk_s, 1), "rig_procs": rs.rig_procs,
+                           "speed_probe_ms": speed_probe()}
     sids: list[str] = []
     try:
         with _workers(spec, bench.args.report_s, reports) as procs:
@@ -791,7 +794,7 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     head = (f"{'rigs':>4} {'mode':9} {'offered/s':>9} {'durable':>7} {'cue p50/p99':>12} "
             f"{'smpl→cue p99':>12} {'ack p50/p99':>12} {'lost':>5} {'rigs cpu':>8} "
             f"{'ctrl cpu':>8} {'(loop/kern/wr/zmq)':>20} {'pg cpu':>6} {'total':>6} "
-            f"{'×transp':>7} {'others':>6} {'pass':>4}")
+            f"{'×transp':>7} {'others':>6} {'probe':>6} {'pass':>4}")
     lines = [head, "-" * len(head)]
     for r in results:
         c = r["cpu_cores"]
@@ -812,8 +815,28 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             f"{pp(r['ack_lag_ms']):>12} {r['lost']:>5} {c['rigs']:>8.2f} "
             f"{c['ctrl_process']:>8.2f} {split:>20} {c['postgres']:>6.2f} "
             f"{c['total_ours']:>6.2f} {ratio:>7} {c['others']:>6.2f} "
-            f"{'yes' if r['pass'] else 'NO':>4}")
+            f"{r.get('speed_probe_ms', 0.0):>6.1f} {'yes' if r['pass'] else 'NO':>4}")
     return "\n".join(lines)
+
+
+def speed_probe(repeats: int = 5) -> float:
+    """CPU ms (thread time, median of ``repeats``) of a fixed mix of interpreter and small-numpy
+    work like the controller's per-chunk code. Taken before every run: this VM's speed drifts
+    (the same code has needed ~30 % more CPU for the same load in some hours), so a run's
+    figures are read next to its probe; lower is faster."""
+    times = []
+    arr = np.arange(42, dtype=np.float32)
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        d: dict[int, float] = {}
+        acc = 0.0
+        for i in range(20_000):
+            d[i & 255] = d.get(i & 255, 0.0) + i
+            if i % 8 == 0:
+                j = i % 35
+                acc += float(arr[j:j + 7].reshape(7, 1).sum())
+        times.append(time.thread_time() - t0)
+    return round(1000 * statistics.median(times), 2)
 
 
 def machine_info() -> dict[str, Any]:
