@@ -34,13 +34,16 @@ frames/s medians, paired ratios, and the caller thread's µs per chunk (wall and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -52,7 +55,7 @@ import psycopg
 from telemetry import copybin
 from telemetry.cluster import ManagedCluster
 from telemetry.migrate import migrate
-from telemetry.records import PoseBatch, PoseChunk
+from telemetry.records import PoseBatch, PoseChunk, ScoreWindowBatch
 from telemetry.store import pose_columns
 from telemetry.writer import TelemetryWriter, WriterConfig
 
@@ -398,6 +401,365 @@ def layouts(dsn: str, frames: int) -> None:
              table_bytes=sizes[layout], bytes_per_row=round(sizes[layout] / rows))  # fmt: skip
 
 
+# ════════════════════════════════════════════════════════════════ paced capacity load, A/B
+
+PACED_TRACKERS = 6  # devices.sim.trainee.LOAD_TEST_TRACKERS
+PACED_ANALOG = 1  # the simulated rigs' trigger channel (devices/sim/rig.py)
+PACED_CHUNK_S = 0.02  # the rigs' chunk interval (bench_capacity's default)
+PACED_PARAMS = ("work_angle", "travel_angle", "ctwd", "speed", "aim")
+PACED_TABLES = "ingest_ranges, pose_rate_1s, score_windows, score_window_params"
+"""Emptied before each paced run; pose_frames keeps the prefill and the earlier runs' rows."""
+
+
+def _proc_cpu(stat_path: str, children: bool = False) -> float:
+    """utime + stime (+ cutime + cstime: reaped children) of one /proc stat file, seconds."""
+    try:
+        with open(stat_path, encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _pg_role(pid: int) -> str:
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    for key, role in (("[local]", "backend"), ("127.0.0.1", "backend"), ("walwriter", "walwriter"),
+                      ("checkpointer", "checkpointer"), ("background writer", "bgwriter"),
+                      ("autovacuum", "autovacuum")):  # fmt: skip
+        if key in title:
+            return role
+    return "other"
+
+
+def pg_cpu(data_dir: Path) -> dict[str, float]:
+    """CPU seconds of a cluster's processes by role; ``reaped`` = postmaster's own + its exited
+    children (short-lived autovacuum workers), so deltas over a window miss nothing."""
+    root = int((data_dir / "postmaster.pid").read_text().split()[0])
+    out: dict[str, float] = {"reaped": _proc_cpu(f"/proc/{root}/stat", children=True)}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == root:
+            role = _pg_role(int(entry))
+            out[role] = out.get(role, 0.0) + _proc_cpu(f"/proc/{entry}/stat")
+    out["total"] = sum(out.values())
+    return out
+
+
+def _arm_setup(data_dir: Path, pg_stat: bool, prefill: int) -> None:
+    """Start this checkout's managed cluster in ``data_dir``, migrate; print its DSN."""
+    import telemetry
+
+    cluster = ManagedCluster(data_dir)
+    if pg_stat and cluster.init():
+        with (data_dir / "postgresql.conf").open("a") as f:
+            f.write("shared_preload_libraries = 'timescaledb,pg_stat_statements'\n"
+                    "pg_stat_statements.track_utility = on\n")  # fmt: skip
+    cluster.start()
+    dsn = cluster.create_database("bench")
+    migrate(dsn)
+    if pg_stat:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    if prefill:
+        _prefill(dsn, prefill)
+    emit(arm_setup=True, dsn=dsn, code=str(Path(telemetry.__file__).parent.parent))
+
+
+def _prefill(dsn: str, frames: int, rigs: int = 200) -> None:
+    """``frames`` rows of ``rigs`` sessions over the last minute in one binary COPY (not timed),
+    so the paced runs write into a chunk whose indexes have the depth of a running lab's (the
+    capacity run writes ~0.8M frames per step) instead of starting from an empty table."""
+    n = frames // rigs * rigs
+    sids = np.frombuffer(b"".join(uuid.uuid4().bytes for _ in range(rigs)), dtype="V16")
+    rng = np.random.default_rng(5)
+    rows = copybin.new_rows(pose_columns(7, PACED_TRACKERS, PACED_ANALOG), n)
+    now_us = int(time.time() * 1e6)
+    t = now_us - 60_000_000 + (np.arange(n, dtype=np.int64) // rigs) * (60_000_000 * rigs // n)
+    rows["time"] = copybin.us_to_pg(t)
+    rows["rig_time"] = t / 1e6
+    rows["session_id"] = np.tile(sids, n // rigs)
+    rows["rig_id"] = np.tile(np.array([f"pre-{r:03d}".encode() for r in range(rigs)]), n // rigs)
+    rows["seq"] = np.arange(n, dtype=np.int64) // rigs
+    rows["poses"]["e"]["v"] = rng.standard_normal((n, PACED_TRACKERS * 7)).astype(np.float32)
+    rows["analog"]["e"]["v"] = rng.random((n, PACED_ANALOG), dtype=np.float32)
+    rows["valid_mask"] = (1 << PACED_TRACKERS) - 1
+    buf = copybin.encode(rows)
+    with psycopg.connect(dsn) as conn, conn.cursor().copy(
+        "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        mv = memoryview(buf)
+        for i in range(0, len(buf), 1 << 20):
+            copy.write(mv[i : i + (1 << 20)])
+
+
+def _paced_drive(writer: TelemetryWriter, rigs: int, hz: float, seconds: float, window_ms: float,
+                 on_tick: Any) -> int:
+    """Submit ``rigs`` sessions' chunks in real time (every PACED_CHUNK_S, 120 Hz frames) and a
+    one-window ScoreWindowBatch per rig every ``window_ms`` (0: none); returns chunks sent."""
+    rng = np.random.default_rng(3)
+    sids = [uuid.uuid4() for _ in range(rigs)]
+    rig_ids = [f"cap-{r + 1:03d}" for r in range(rigs)]
+    ring = int(hz) + 8  # one second of frames per rig, chunks are views into it
+    poses = rng.standard_normal((rigs, ring, PACED_TRACKERS, 7)).astype(np.float32)
+    analog = rng.random((rigs, ring, PACED_ANALOG), dtype=np.float32)
+    t_rig0 = time.time()
+    period = 1.0 / hz
+    seqs = [0] * rigs
+    windows = [0] * rigs
+    every = max(1, round(window_ms / 1000 / PACED_CHUNK_S)) if window_ms > 0 else 0
+    band = np.array([1.0] * len(PACED_PARAMS), np.float32)
+    submit = writer.submit
+    start = time.monotonic()
+    tick = chunks = 0
+    while True:
+        now = time.monotonic() - start
+        if now >= seconds:
+            return chunks
+        target = tick * PACED_CHUNK_S
+        if target > now:
+            time.sleep(target - now)
+        due = int((tick + 1) * PACED_CHUNK_S * hz)
+        for r in range(rigs):
+            s0 = seqs[r]
+            n = due - s0
+            if n <= 0:
+                continue
+            i = s0 % int(hz)
+            submit(PoseChunk(sids[r], rig_ids[r], s0, n, t_rig0 + s0 * period, period, 0.0,
+                             poses[r, i : i + n], analog[r, i : i + n], None))  # fmt: skip
+            seqs[r] = due
+            chunks += 1
+            if every and (tick + r) % every == 0:
+                w = windows[r]
+                windows[r] += 1
+                one = np.ones((1, len(PACED_PARAMS)), np.float32)
+                submit(ScoreWindowBatch(
+                    session_id=sids[r], rig_id=rig_ids[r], window_idx=np.array([w], np.int32),
+                    time_us=np.array([int((t_rig0 + due * period) * 1e6)], np.int64),
+                    seq_hi=np.array([due - 1], np.int64), progress=np.array([0.5], np.float32),
+                    alignment_distance=np.array([1.0], np.float32),
+                    window_score=np.array([80.0], np.float32), params=PACED_PARAMS,
+                    mean=one, std=one, frac_in_window=one, ideal=band, lo=band - 1, hi=band + 1,
+                ))  # fmt: skip
+        tick += 1
+        on_tick(now)
+
+
+def _arm_run(dsn: str, data_dir: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """One paced run of this checkout's writer; prints one JSON line with CPU per frame."""
+    import telemetry
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {PACED_TABLES}")
+        conn.execute("CHECKPOINT")
+        if args.pg_stat:
+            conn.execute("SELECT pg_stat_statements_reset()")
+    if args.arm_label.startswith("prebuilt"):
+        return _arm_prebuilt(dsn, data_dir, args)
+    cfg = WriterConfig("bench", tmp / "spool", max_batch_ms=args.paced_batch_ms)
+    w = TelemetryWriter(dsn, cfg).start()
+    deadline = time.monotonic() + 10
+    while w.state.value != "database" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    snaps: list[dict[str, Any]] = []
+
+    def snap() -> dict[str, Any]:
+        wt = next(t for t in threading.enumerate() if t.name == "telemetry-writer")
+        st = w.stats()
+        return {"t": time.monotonic(), "pg": pg_cpu(data_dir), "proc": time.process_time(),
+                "writer": _proc_cpu(f"/proc/self/task/{wt.native_id}/stat"),
+                "driver": time.thread_time(), "rows": st.rows_written,
+                "tx": st.transactions, "windows": st.score_windows_written}
+
+    def on_tick(now: float) -> None:
+        if not snaps and now >= args.paced_warmup:
+            snaps.append(snap())
+
+    _paced_drive(w, args.paced_rigs, args.paced_hz, args.paced_warmup + args.paced_seconds,
+                 args.paced_window_ms, on_tick)
+    snaps.append(snap())
+    queue_end = w.stats().queue_rows
+    assert w.flush(120)
+    w.close()
+    a, b = snaps
+    wall = b["t"] - a["t"]
+    frames = b["rows"] - a["rows"]
+    us = 1e6 / max(1, frames)
+    pg = {k: v - a["pg"].get(k, 0.0) for k, v in b["pg"].items()}
+    out: dict[str, Any] = {
+        "bench": "ingest_paced", "arm": args.arm_label, "code": str(Path(telemetry.__file__).parent.parent),
+        "window_s": round(wall, 2), "frames_per_s": round(frames / wall),
+        "commits_per_s": round((b["tx"] - a["tx"]) / wall, 2),
+        "frames_per_commit": round(frames / max(1, b["tx"] - a["tx"])),
+        "windows_per_s": round((b["windows"] - a["windows"]) / wall),
+        "pg_cores": {k: round(v / wall, 3) for k, v in sorted(pg.items())},
+        "pg_us_per_frame": round(pg["total"] * us, 2),
+        "pg_backend_us_per_frame": round(pg.get("backend", 0.0) * us, 2),
+        "writer_cores": round((b["writer"] - a["writer"]) / wall, 3),
+        "writer_us_per_frame": round((b["writer"] - a["writer"]) * us, 2),
+        "process_cores": round((b["proc"] - a["proc"]) / wall, 3),
+        "driver_cores": round((b["driver"] - a["driver"]) / wall, 3),
+        "queue_rows_end": queue_end, "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+    emit(**out)
+    if args.pg_stat:
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute(
+                "SELECT calls, round(total_exec_time::numeric, 1), rows, "
+                "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements "
+                "ORDER BY total_exec_time DESC LIMIT 12"
+            ).fetchall()
+        for calls, ms, nrows, q in rows:
+            emit(bench="ingest_paced_stmt", arm=args.arm_label, calls=calls, total_ms=float(ms),
+                 rows=nrows, query=q)  # fmt: skip
+
+
+def _arm_prebuilt(dsn: str, data_dir: Path, args: argparse.Namespace) -> None:
+    """The floor: pre-built binary COPY buffers of the same pose rows (200 interleaved sessions,
+    120 Hz), one transaction each at the writer arms' commit rate (``--prebuilt-cps``); no range
+    bookkeeping, no rollup, no score windows, encoding not timed."""
+    rigs, hz, cps = args.paced_rigs, args.paced_hz, args.prebuilt_cps
+    total = args.paced_warmup + args.paced_seconds
+    per_commit = round(hz / cps)  # frames per rig per transaction
+    sids = np.frombuffer(b"".join(uuid.uuid4().bytes for _ in range(rigs)), dtype="V16")
+    rig_ids = np.array([f"cap-{r + 1:03d}".encode() for r in range(rigs)])
+    rng = np.random.default_rng(9)
+    t0_us = int(time.time() * 1e6)
+    bufs: list[bytes] = []
+    n = rigs * per_commit
+    for k in range(int(total * cps) + 1):
+        rows = copybin.new_rows(pose_columns(7, PACED_TRACKERS, PACED_ANALOG), n)
+        seq = k * per_commit + np.arange(n, dtype=np.int64) // rigs
+        t = t0_us + (seq * 1e6 / hz).astype(np.int64)
+        rows["time"] = copybin.us_to_pg(t)
+        rows["rig_time"] = t / 1e6
+        rows["session_id"] = np.tile(sids, per_commit)
+        rows["rig_id"] = np.tile(rig_ids, per_commit)
+        rows["seq"] = seq
+        rows["poses"]["e"]["v"] = rng.standard_normal((n, PACED_TRACKERS * 7)).astype(np.float32)
+        rows["analog"]["e"]["v"] = rng.random((n, PACED_ANALOG), dtype=np.float32)
+        rows["valid_mask"] = (1 << PACED_TRACKERS) - 1
+        bufs.append(copybin.encode(rows))
+    snaps: list[dict[str, Any]] = []
+    with psycopg.connect(dsn) as conn:
+        start = time.monotonic()
+        for k, buf in enumerate(bufs):
+            wait = start + k / cps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if not snaps and time.monotonic() - start >= args.paced_warmup:
+                snaps.append({"t": time.monotonic(), "pg": pg_cpu(data_dir), "k": k,
+                              "me": time.thread_time()})  # fmt: skip
+            with conn.cursor().copy(
+                "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, "
+                "valid_mask) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(buf)
+            conn.commit()
+        snaps.append({"t": time.monotonic(), "pg": pg_cpu(data_dir), "k": len(bufs),
+                      "me": time.thread_time()})  # fmt: skip
+    a, b = snaps
+    wall = b["t"] - a["t"]
+    frames = (b["k"] - a["k"]) * n
+    pg = {k: v - a["pg"].get(k, 0.0) for k, v in b["pg"].items()}
+    emit(bench="ingest_paced", arm=args.arm_label, window_s=round(wall, 2),
+         frames_per_s=round(frames / wall), commits_per_s=round((b["k"] - a["k"]) / wall, 2),
+         frames_per_commit=n, windows_per_s=0,
+         pg_cores={k: round(v / wall, 3) for k, v in sorted(pg.items())},
+         pg_us_per_frame=round(pg["total"] * 1e6 / frames, 2),
+         pg_backend_us_per_frame=round(pg.get("backend", 0.0) * 1e6 / frames, 2),
+         writer_us_per_frame=round((b["me"] - a["me"]) * 1e6 / frames, 2),
+         queue_rows_end=0, load_avg=[round(x, 2) for x in os.getloadavg()])  # fmt: skip
+
+
+def _arm_stop(data_dir: Path) -> None:
+    ManagedCluster(data_dir).destroy()
+
+
+def paced(args: argparse.Namespace, tmp: Path) -> None:
+    """This checkout vs ``--base`` (each with its own cluster, both idle but the one running),
+    runs interleaved ABBA; per run one JSON line, then medians and paired ratios."""
+    here = Path(__file__).resolve()
+    arms = [("new", here.parents[1])]
+    if args.base:
+        arms.append(("base", Path(args.base).resolve()))
+    if args.prebuilt or args.prebuilt_only:  # the floor on each arm's schema: pre-built COPYs, no writer
+        arms += [(f"prebuilt_{n}", here.parents[1]) for n, _r in list(arms)]
+
+    def call(root: Path, *extra: str) -> dict[str, Any]:
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        proc = subprocess.run([sys.executable, str(here), *extra], env=env, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"arm {root} failed: {proc.stderr[-2000:]}")
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+        for x in lines[1:]:
+            print(json.dumps(x, sort_keys=True), flush=True)
+        return lines[0] if lines else {}
+
+    common = ["--paced-rigs", str(args.paced_rigs), "--paced-hz", str(args.paced_hz),
+              "--paced-seconds", str(args.paced_seconds), "--paced-warmup", str(args.paced_warmup),
+              "--paced-window-ms", str(args.paced_window_ms), "--paced-prefill", str(args.paced_prefill),
+              "--paced-batch-ms", str(args.paced_batch_ms), "--prebuilt-cps", str(args.prebuilt_cps),
+              *(["--pg-stat"] if args.pg_stat else [])]  # fmt: skip
+    dsns: dict[str, str] = {}
+    try:
+        for name, root in arms:
+            if name.startswith("prebuilt"):  # runs on another arm's database
+                continue
+            got = call(root, "--arm-setup", str(tmp / name / "pg"), *common)
+            if Path(got["code"]) != root:
+                raise SystemExit(f"arm {name} imported telemetry from {got['code']}, not {root}")
+            dsns[name] = got["dsn"]
+        emit(bench="ingest_paced", setup=True, arms={n: str(r) for n, r in arms},
+             rigs=args.paced_rigs, hz=args.paced_hz, seconds=args.paced_seconds,
+             window_ms=args.paced_window_ms, rounds=args.rounds, cpus=os.cpu_count(),
+             load_avg=[round(x, 2) for x in os.getloadavg()])  # fmt: skip
+        runs = [a for a in arms if a[0].startswith("prebuilt") or not args.prebuilt_only]
+        res: dict[str, list[dict[str, Any]]] = {n: [] for n, _r in runs}
+        for rnd in range(args.rounds):
+            order = runs if rnd % 2 == 0 else runs[::-1]
+            for name, root in order:
+                db = name.removeprefix("prebuilt_")
+                r = call(root, "--arm-run", dsns[db], "--arm-data", str(tmp / db / "pg"),
+                         "--arm-label", name, *common)  # fmt: skip
+                r["round"] = rnd
+                emit(**r)
+                res[name].append(r)
+        keys = ("pg_us_per_frame", "pg_backend_us_per_frame", "writer_us_per_frame")
+        for name, arm_runs in res.items():
+            emit(bench="ingest_paced", arm=name, **{f"median_{k}": round(statistics.median(
+                x[k] for x in arm_runs), 2) for k in (*keys, "frames_per_s", "commits_per_s")})  # fmt: skip
+        pairs_of = [("new", "base"), ("prebuilt_new", "prebuilt_base"), ("new", "prebuilt_new"),
+                    ("base", "prebuilt_base")]  # fmt: skip
+        for a_name, b_name in [(a, b) for a, b in pairs_of if a in res and b in res]:
+            pairs = list(zip(res[a_name], res[b_name], strict=True))
+            emit(bench="ingest_paced", paired=f"{a_name}/{b_name}",
+                 ratios={k: [round(a[k] / b[k], 3) for a, b in pairs] for k in keys},
+                 median_ratio={k: round(statistics.median(a[k] / b[k] for a, b in pairs), 3)
+                               for k in keys},
+                 load_avg=[round(x, 2) for x in os.getloadavg()])  # fmt: skip
+    finally:
+        for name, root in arms:
+            if name.startswith("prebuilt"):
+                continue
+            with contextlib.suppress(SystemExit):
+                call(root, "--arm-stop", str(tmp / name / "pg"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=240_000, help="pose frames per run")
@@ -408,18 +770,54 @@ def main() -> None:
     ap.add_argument("--chunks", action="store_true",
                     help="the capacity hand-over case instead: PoseChunk vs PoseBatch per chunk")
     ap.add_argument("--chunk-rigs", type=int, default=200, help="sessions in the --chunks case")
+    ap.add_argument("--paced", action="store_true",
+                    help="the capacity load in real time; CPU per stored frame (A/B with --base)")
+    ap.add_argument("--base", help="--paced: a checkout of older code to compare with")
+    ap.add_argument("--rounds", type=int, default=2, help="--paced: ABBA rounds")
+    ap.add_argument("--paced-rigs", type=int, default=200)
+    ap.add_argument("--paced-hz", type=float, default=120.0)
+    ap.add_argument("--paced-seconds", type=float, default=6.0, help="measured window per run")
+    ap.add_argument("--paced-warmup", type=float, default=2.0)
+    ap.add_argument("--paced-window-ms", type=float, default=250.0,
+                    help="one score window per rig this often (0: poses only)")
+    ap.add_argument("--pg-stat", action="store_true", help="--paced: pg_stat_statements top 12")
+    ap.add_argument("--paced-batch-ms", type=float, default=150.0,
+                    help="--paced: the writers' max_batch_ms (150: ~4-5 commits/s, as in the "
+                    "capacity run at 200 rigs)")
+    ap.add_argument("--prebuilt", action="store_true",
+                    help="--paced: add the pre-built COPY arm (the floor; use --paced-window-ms 0)")
+    ap.add_argument("--prebuilt-only", action="store_true",
+                    help="--paced --prebuilt: only the pre-built arms (schema A/B without writers)")
+    ap.add_argument("--prebuilt-cps", type=float, default=5.0, help="its transactions per second")
+    ap.add_argument("--paced-prefill", type=int, default=400_000,
+                    help="--paced: pose frames loaded once at setup (index depth of a running lab)")
+    ap.add_argument("--arm-setup", help=argparse.SUPPRESS)
+    ap.add_argument("--arm-run", help=argparse.SUPPRESS)
+    ap.add_argument("--arm-data", help=argparse.SUPPRESS)
+    ap.add_argument("--arm-label", default="new", help=argparse.SUPPRESS)
+    ap.add_argument("--arm-stop", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.arm_setup:
+        return _arm_setup(Path(args.arm_setup), args.pg_stat, args.paced_prefill)
+    if args.arm_stop:
+        return _arm_stop(Path(args.arm_stop))
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     os.chmod(tmp, 0o755)
     cluster: ManagedCluster | None = None
     try:
-        if args.dsn:
-            dsn = args.dsn
+        if args.dsn or args.arm_run or args.paced:
+            dsn = args.dsn or ""
         else:
             cluster = ManagedCluster(tmp / "pg")
             cluster.start()
             dsn = cluster.create_database("bench")
+        if args.arm_run:
+            _arm_run(args.arm_run, Path(args.arm_data), args, tmp)
+            return
+        if args.paced:
+            paced(args, tmp)
+            return
         migrate(dsn)
         if args.chunks:
             chunk_case(dsn, args.frames, args.chunk_rigs, args.repeat, tmp)
