@@ -260,26 +260,45 @@ class Store:
         changed: set[uuid.UUID],
         out: WriteOutcome,
     ) -> None:
+        """Write only what changed against the committed ranges: intervals keyed by ``seq_lo``
+        (the primary key), upserted when new or grown, deleted when merged away. Normally each
+        session's one interval grows: one upsert row per session, an in-place (HOT) update,
+        instead of deleting and re-inserting every interval of every session touched."""
         if not changed:
             return
-        ids: list[uuid.UUID] = []
-        los: list[int] = []
-        his: list[int] = []
+        up_ids: list[uuid.UUID] = []
+        up_lo: list[int] = []
+        up_hi: list[int] = []
+        del_ids: list[uuid.UUID] = []
+        del_lo: list[int] = []
+        committed = self._ranges
         for s in changed:
-            for lo, hi in work[s].intervals:
-                ids.append(s)
-                los.append(lo)
-                his.append(hi)
-            out.ranges[(stream, s)] = work[s]
-        conn.execute(
-            "DELETE FROM ingest_ranges WHERE stream = %s AND session_id = ANY(%s)",
-            (stream, list(changed)),
-        )
-        conn.execute(
-            "INSERT INTO ingest_ranges (stream, session_id, seq_lo, seq_hi) "
-            "SELECT %s, * FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[])",
-            (stream, uuid_array(ids), int_array(los), int_array(his)),
-        )
+            new = work[s]
+            out.ranges[(stream, s)] = new
+            old_rs = committed.get((stream, s))
+            before = dict(old_rs.intervals) if old_rs is not None else {}
+            after = new.intervals
+            for lo, hi in after:
+                if before.pop(lo, None) != hi:
+                    up_ids.append(s)
+                    up_lo.append(lo)
+                    up_hi.append(hi)
+            for lo in before:  # intervals merged into an earlier one
+                del_ids.append(s)
+                del_lo.append(lo)
+        if del_ids:
+            conn.execute(
+                "DELETE FROM ingest_ranges r USING unnest(%s::uuid[], %s::bigint[]) AS d (s, lo) "
+                "WHERE r.stream = %s AND r.session_id = d.s AND r.seq_lo = d.lo",
+                (uuid_array(del_ids), int_array(del_lo), stream),
+            )
+        if up_ids:
+            conn.execute(
+                "INSERT INTO ingest_ranges (stream, session_id, seq_lo, seq_hi) "
+                "SELECT %s, * FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[]) "
+                "ON CONFLICT (stream, session_id, seq_lo) DO UPDATE SET seq_hi = EXCLUDED.seq_hi",
+                (stream, uuid_array(up_ids), int_array(up_lo), int_array(up_hi)),
+            )
 
     def _rig_bytes(self, rig_id: str) -> int:
         n = self._rig_len.get(rig_id)
