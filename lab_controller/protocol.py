@@ -1015,6 +1015,68 @@ def _zeros(n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     return z[:n]
 
 
+_CHUNK_PREFIX = struct.Struct("<4sBBBBII16s")  # frame 0 bytes 0-31: the stream's constant part
+_CHUNK_REST = struct.Struct("<QIIdd")  # bytes 32-63: first_seq, count, flags, rig time, period
+assert _CHUNK_PREFIX.size + _CHUNK_REST.size == CHUNK_HEADER_SIZE
+
+
+def chunk_prefix(rig_handle: int, layout: ChannelLayout, session_id: uuid.UUID | bytes) -> bytes:
+    """Frame 0 bytes 0-31 (prologue, rig handle, layout id, session id): the same for every
+    chunk of one session sent under one rig handle. A rig keeps it per stream and passes it to
+    `encode_checked_chunk`."""
+    sid = session_id if isinstance(session_id, bytes) else session_id.bytes
+    if len(sid) != 16:
+        raise ProtocolError(ErrorKind.INVALID, "session id must be 16 bytes")
+    return _CHUNK_PREFIX.pack(MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CHUNK, 0,
+                              rig_handle, layout.layout_id, sid)
+
+
+def encode_checked_chunk(
+    prefix: bytes,
+    layout: ChannelLayout,
+    first_seq: int,
+    rig_time_first: float,
+    period: float,
+    poses: F32Array,
+    analog: F32Array | None,
+    valid: BoolArray | None,
+    flags: int = 0,
+) -> tuple[bytes, bytes]:
+    """The two frames of a chunk whose values the caller has already verified (poses NaN
+    exactly where ``valid`` is False and finite elsewhere, analog finite), with ``prefix``
+    from `chunk_prefix`. Shapes and header fields are checked. `encode_chunk` ends here too;
+    a rig calling this directly saves the per-chunk prefix and keyword handling (~3x cheaper
+    for a 20 ms chunk)."""
+    p = poses if isinstance(poses, np.ndarray) else np.asarray(poses)
+    n = p.shape[0] if p.ndim == 3 else 0
+    t, a = layout.n_trackers, layout.n_analog
+    if p.shape != (n, t, POSE_WIDTH) or not 1 <= n <= MAX_SAMPLES_PER_CHUNK:
+        raise ProtocolError(ErrorKind.BAD_SIZE, f"poses shape {p.shape}, layout has {t} trackers")
+    if analog is None:
+        if a:
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog missing, layout has {a} channels")
+        an_bytes = b""
+    else:
+        an = analog if isinstance(analog, np.ndarray) else np.asarray(analog)
+        if an.shape != (n, a):
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
+        an_bytes = _f32_bytes(an) if a else b""
+    flags = int(flags) & ~_MASK_BIT
+    mask = b""
+    if valid is not None:
+        v = valid if isinstance(valid, np.ndarray) and valid.dtype == np.bool_ else np.asarray(
+            valid, dtype=np.bool_)
+        if v.shape != (n, t):
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
+        if not v.all():
+            flags |= _MASK_BIT
+            mask = np.packbits(v, axis=1, bitorder="little").tobytes()
+    if not (math.isfinite(rig_time_first) and math.isfinite(period)) or period <= 0:
+        raise ProtocolError(ErrorKind.INVALID, "rig time / period must be finite, period > 0")
+    rest = _CHUNK_REST.pack(first_seq, n, flags, rig_time_first, period)
+    return prefix + rest + mask, _f32_bytes(p) + an_bytes
+
+
 def encode_chunk(
     *,
     rig_handle: int,
@@ -1038,52 +1100,42 @@ def encode_chunk(
     ``checked=True``: the caller has already verified the values (e.g. once for a long block
     it now sends in slices): poses NaN exactly where ``valid`` is False and finite elsewhere,
     analog finite. Shapes and header fields are still checked; the per-value scans and the
-    NaN-writing copy are skipped (~3x cheaper for a 20 ms chunk).
+    NaN-writing copy are skipped (~3x cheaper for a 20 ms chunk; `encode_checked_chunk` with a
+    kept `chunk_prefix` is cheaper still).
     """
-    p = poses if isinstance(poses, np.ndarray) else np.asarray(poses)
-    n = p.shape[0] if p.ndim == 3 else 0
-    t, a = layout.n_trackers, layout.n_analog
-    if p.shape != (n, t, POSE_WIDTH) or not 1 <= n <= MAX_SAMPLES_PER_CHUNK:
-        raise ProtocolError(ErrorKind.BAD_SIZE, f"poses shape {p.shape}, layout has {t} trackers")
-    if analog is None:
-        if a:
-            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog missing, layout has {a} channels")
-        an_bytes = b""
-    else:
-        an = np.asarray(analog)
-        if an.shape != (n, a):
-            raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
-        if a and not checked and not _finite(an):
-            raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
-        an_bytes = _f32_bytes(an) if a else b""
-    flags = int(flags) & ~ChunkFlags.MASK
-    mask = b""
-    v = None if valid is None else np.asarray(valid, dtype=np.bool_)
-    if v is not None and v.shape != (n, t):
-        raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
-    if v is None or v.all():
-        if not checked and not _finite(p):
-            raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
-    elif checked:
-        flags |= ChunkFlags.MASK
-        mask = np.packbits(v, axis=1, bitorder="little").tobytes()
-    else:
-        flags |= ChunkFlags.MASK
-        mask = np.packbits(v, axis=1, bitorder="little").tobytes()
-        if not np.isfinite(p[v]).all():
-            raise ProtocolError(ErrorKind.NON_FINITE, "non-finite pose of a tracker marked valid")
-        p = np.array(p, dtype=_F32)  # copy: we write NaN into lost trackers
-        p[~v] = np.nan
-    if not (math.isfinite(rig_time_first) and math.isfinite(period)) or period <= 0:
-        raise ProtocolError(ErrorKind.INVALID, "rig time / period must be finite, period > 0")
-    sid = session_id if isinstance(session_id, bytes) else session_id.bytes
-    if len(sid) != 16:
-        raise ProtocolError(ErrorKind.INVALID, "session id must be 16 bytes")
-    header = CHUNK_HEADER.pack(
-        MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, MessageClass.CHUNK, 0, rig_handle,
-        layout.layout_id, sid, first_seq, n, flags, rig_time_first, period,
-    )  # fmt: skip
-    return header + mask, _f32_bytes(p) + an_bytes
+    prefix = chunk_prefix(rig_handle, layout, session_id)
+    if not checked:
+        p = poses if isinstance(poses, np.ndarray) else np.asarray(poses)
+        n = p.shape[0] if p.ndim == 3 else 0
+        t, a = layout.n_trackers, layout.n_analog
+        if p.shape != (n, t, POSE_WIDTH) or not 1 <= n <= MAX_SAMPLES_PER_CHUNK:
+            raise ProtocolError(ErrorKind.BAD_SIZE,
+                                f"poses shape {p.shape}, layout has {t} trackers")
+        if analog is None:
+            if a:
+                raise ProtocolError(ErrorKind.BAD_SIZE, f"analog missing, layout has {a} channels")
+        else:
+            an = np.asarray(analog)
+            if an.shape != (n, a):
+                raise ProtocolError(ErrorKind.BAD_SIZE, f"analog shape {an.shape}, want {(n, a)}")
+            if a and not _finite(an):
+                raise ProtocolError(ErrorKind.NON_FINITE, "non-finite analog value")
+        v = None if valid is None else np.asarray(valid, dtype=np.bool_)
+        if v is not None and v.shape != (n, t):
+            raise ProtocolError(ErrorKind.BAD_SIZE, f"valid shape {v.shape}, want {(n, t)}")
+        if v is None or v.all():
+            if not _finite(p):
+                raise ProtocolError(ErrorKind.NON_FINITE,
+                                    "non-finite pose of a tracker marked valid")
+        else:
+            if not np.isfinite(p[v]).all():
+                raise ProtocolError(ErrorKind.NON_FINITE,
+                                    "non-finite pose of a tracker marked valid")
+            p = np.array(p, dtype=_F32)  # copy: we write NaN into lost trackers
+            p[~v] = np.nan
+        poses, valid = p, v
+    return encode_checked_chunk(prefix, layout, first_seq, rig_time_first, period, poses,
+                                analog, valid, flags)
 
 
 def _finite(arr: npt.NDArray[Any]) -> bool:

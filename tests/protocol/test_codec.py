@@ -483,3 +483,39 @@ def test_encode_data_ack_is_byte_identical_to_the_model(durable: int, received: 
         model = P.DataAck(session_id=sid, durable_seq=durable, received_seq=received)
         assert fast == P.encode_control(model)
         assert P.decode_control(list(fast)) == model
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_stream_encoder_gives_encode_chunks_bytes(lost: bool) -> None:
+    """A rig's kept `chunk_prefix` + `encode_checked_chunk` = `encode_chunk(checked=True)`,
+    byte for byte, for every chunk of the stream (mask, flags, varying sizes), and decodes."""
+    sid = uuid.uuid4()
+    prefix = P.chunk_prefix(77, LAYOUT, sid)
+    rng = np.random.default_rng(3)
+    first = 0
+    for n in (1, 2, 3, 12):
+        poses = rng.normal(size=(n, 2, 7)).astype(np.float32)
+        analog = rng.normal(size=(n, 1)).astype(np.float32)
+        valid = np.ones((n, 2), bool)
+        if lost:
+            valid[0, 1] = False
+            poses[0, 1] = np.nan
+        flags = int(P.ChunkFlags.RESEND) if n == 2 else 0
+        fast = P.encode_checked_chunk(prefix, LAYOUT, first, 5.0 + first / 120, 1 / 120, poses,
+                                      analog, valid, flags)
+        ref = P.encode_chunk(rig_handle=77, layout=LAYOUT, session_id=sid, first_seq=first,
+                             rig_time_first=5.0 + first / 120, period=1 / 120, poses=poses,
+                             analog=analog, valid=valid, flags=flags, checked=True)
+        assert fast == ref
+        chunk = P.decode_chunk(fast, LAYOUT)
+        assert chunk.first_seq == first and chunk.count == n
+        assert bool(chunk.header.flags & int(P.ChunkFlags.MASK)) == lost
+        assert np.array_equal(chunk.valid, valid)
+        assert np.array_equal(chunk.poses[valid], poses[valid])
+        first += n
+    with pytest.raises(P.ProtocolError) as exc:
+        P.encode_checked_chunk(prefix, LAYOUT, 0, 1.0, 1 / 120, np.zeros((3, 3, 7), np.float32),
+                               np.zeros((3, 1), np.float32), None)
+    assert exc.value.kind is P.ErrorKind.BAD_SIZE
+    with pytest.raises(P.ProtocolError):
+        P.chunk_prefix(1, LAYOUT, b"short")
