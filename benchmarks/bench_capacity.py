@@ -109,6 +109,8 @@ TELEMETRY_TABLES = ("pose_frames", "pose_rate_1s", "ingest_ranges", "score_windo
 OBSERVER_THREAD = False
 # --profile-idle: py-spy samples waiting threads too (where a latency goes), not only the GIL
 PROFILE_IDLE = False
+# --rig-nice: nice increment of the rig worker processes (the load generator), None: inherit
+RIG_NICE: int | None = None
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
 GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
@@ -528,7 +530,8 @@ def _workers(spec: FleetSpec, report_s: float, reports: _FleetReports
             p = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--worker", "--spec", payload,
                  "--first", str(share.start), "--stop", str(share.stop),
-                 "--report-s", str(report_s)],
+                 "--report-s", str(report_s),
+                 *([] if RIG_NICE is None else ["--rig-nice", str(RIG_NICE)])],
                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
             procs.append(p)
             threading.Thread(target=reports.read, args=(p.pid, p.stdout), name="fleet-reader",
@@ -878,6 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--controller-nice", type=int, default=None,
                     help="nice value of this process (controller; postgres inherits it), the "
                     "rig workers reset theirs to 0: is the cue tail OS scheduling?")
+    ap.add_argument("--rig-nice", type=int, default=None,
+                    help="run the simulated rig workers at this nice increment (e.g. 10: the "
+                         "load generator yields to the controller side, as rigs on their own "
+                         "hardware would not compete with it)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval() of the controller process, s (default: "
                          "ControllerConfig.gil_switch_interval_s)")
@@ -896,9 +903,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        with contextlib.suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, 0) != 0:
-                os.setpriority(os.PRIO_PROCESS, 0, 0)
+        with contextlib.suppress(OSError):  # not the controller's nice: 0 or --rig-nice
+            want = args.rig_nice or 0
+            if os.getpriority(os.PRIO_PROCESS, 0) != want:
+                os.setpriority(os.PRIO_PROCESS, 0, want)
         run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s)
         return 0
     if args.quick:
@@ -910,6 +918,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     global PROFILE_IDLE, OBSERVER_THREAD
     PROFILE_IDLE = args.profile_idle
     OBSERVER_THREAD = args.observer_thread
+    global RIG_NICE
+    RIG_NICE = args.rig_nice
     if args.switch_interval is not None:
         global GIL_SWITCH_S
         GIL_SWITCH_S = args.switch_interval
@@ -917,7 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.controller_nice is not None:  # before any thread exists: threads inherit it
         os.setpriority(os.PRIO_PROCESS, 0, args.controller_nice)
     emit({**machine_info(), "switch_interval_s": GIL_SWITCH_S or "controller default", "modes": modes,
-          "nice": os.getpriority(os.PRIO_PROCESS, 0),
+          "nice": os.getpriority(os.PRIO_PROCESS, 0), "rig_nice": args.rig_nice or 0,
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)
     results: list[dict[str, Any]] = []
