@@ -128,6 +128,8 @@ class _Stream:
     last_progress: float = 0.0
     recovered: bool = False  # found in the spool at start-up (previous agent run)
     discarded: bool = False  # controller said resume=false
+    prefix: bytes = b""  # P.chunk_prefix for `prefix_handle` (constant header bytes)
+    prefix_handle: int = -1
 
     @property
     def last_seq(self) -> int:
@@ -809,18 +811,27 @@ class RigAgent:
             return
         handle = self.rig_handle or 1  # patched to the current handle when sent
         first = stream.next_seq
-        f0, f1 = P.encode_chunk(
-            rig_handle=handle,
-            layout=self.layout,
-            session_id=stream.key,
-            first_seq=first,
-            rig_time_first=block.rig_time_first,
-            period=block.period,
-            poses=block.poses,
-            analog=block.analog,
-            valid=None if block.all_valid else block.valid,
-            checked=block.checked,  # the driver verified the values (SampleBlock docs)
-        )
+        valid = None if block.all_valid else block.valid
+        if block.checked:  # the driver verified the values (SampleBlock docs)
+            if stream.prefix_handle != handle:
+                stream.prefix = P.chunk_prefix(handle, self.layout, stream.key)
+                stream.prefix_handle = handle
+            f0, f1 = P.encode_checked_chunk(
+                stream.prefix, self.layout, first, block.rig_time_first, block.period,
+                block.poses, block.analog, valid,
+            )  # fmt: skip
+        else:
+            f0, f1 = P.encode_chunk(
+                rig_handle=handle,
+                layout=self.layout,
+                session_id=stream.key,
+                first_seq=first,
+                rig_time_first=block.rig_time_first,
+                period=block.period,
+                poses=block.poses,
+                analog=block.analog,
+                valid=valid,
+            )
         nbytes = len(f0) + len(f1)
         out = _Out(stream.key, first, first + count - 1, f0, f1, self._order, handle, nbytes)
         self._order += 1

@@ -200,3 +200,30 @@ def test_cue_rewinds_the_look_ahead() -> None:
     gaps = np.diff(t1)
     assert np.all(gaps > 0.99 / 120) and np.all(gaps < 1.01 / 120)  # no gap, no overlap
     assert not np.array_equal(np.nan_to_num(p1), np.nan_to_num(p0[: p1.shape[0]]))
+
+
+def test_agent_chunks_are_encode_chunk_bytes() -> None:
+    """The agent encodes a driver's checked blocks with the per-stream header prefix
+    (`encode_checked_chunk`): the frames are the bytes `encode_chunk` gives for the same block,
+    with and without lost trackers, under the registration handle and after a new handle."""
+    from devices.agent import AgentConfig, RigAgent, _Stream
+    from lab_controller import protocol as P
+
+    clock = FakeClock()
+    rig = SimulatedRig("novice", trackers=LOAD_TEST_TRACKERS, seed=5, clock=clock)
+    rig.start(_session(), scene_for("fillet_t_joint_h"), {"skill": {"base": "novice",
+                                                                    "dropout_per_min": 60.0}})
+    agent = RigAgent(AgentConfig(controller="tcp://127.0.0.1:9", rig_id="enc"), rig)
+    key = uuid.UUID(_SESSION_ID).bytes
+    stream = _Stream(session_id=_SESSION_ID, key=key)
+    blocks = _drain(rig, clock, 0.02, clock.t + 12.0)
+    assert any(b.all_valid is False for b in blocks) and any(b.all_valid for b in blocks)
+    for i, block in enumerate(blocks):
+        agent.rig_handle = 3 if i < len(blocks) // 2 else 11
+        first = stream.next_seq
+        agent._add_block(stream, block)
+        out = agent._pending.pop()
+        assert (out.frame0, out.frame1) == P.encode_chunk(
+            rig_handle=agent.rig_handle, layout=agent.layout, session_id=key, first_seq=first,
+            rig_time_first=block.rig_time_first, period=block.period, poses=block.poses,
+            analog=block.analog, valid=block.valid)
