@@ -247,13 +247,17 @@ class FirehoseDriver:
         return False
 
 
-def _firehose_worker(control: str, prefix: str, rigs: int, n: int, stop_at: float) -> None:
+def _firehose_worker(control: str, prefix: str, rigs: int, n: int, stop_at: float,
+                     coalesce: bool = False) -> None:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     agents = []
     for i in range(rigs):
         drv = FirehoseDriver(n)
-        # coalesce=False: the chunks keep the size the raw baseline moves ("the same bytes")
-        cfg = AgentConfig(controller=control, rig_id=f"{prefix}-{i}", chunk_s=0.001, coalesce=False)
+        # coalesce=False (default): the chunks keep the size the raw baseline moves ("the same
+        # bytes"); --coalesce: the agents join a backlog into chunks of up to 100 ms, as they do
+        # in the field when the controller is behind (docs/protocol.md §20): catch-up speed
+        cfg = AgentConfig(controller=control, rig_id=f"{prefix}-{i}", chunk_s=0.001,
+                          coalesce=coalesce)
         agent = RigAgent(cfg, drv, ctx)
         drv.agent = agent
         agents.append(agent)
@@ -324,7 +328,8 @@ class ControllerHarness:
         self.sink.close()
 
 
-def ours_run(procs: int, rigs_per_proc: int, n: int, warmup: float, duration: float) -> dict[str, float]:
+def ours_run(procs: int, rigs_per_proc: int, n: int, warmup: float, duration: float,
+             coalesce: bool = False) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-transport-"))
     h = ControllerHarness(work, window=256)  # firehose: a window that never limits the rate
     spawn = mp.get_context("spawn")
@@ -332,7 +337,8 @@ def ours_run(procs: int, rigs_per_proc: int, n: int, warmup: float, duration: fl
     stop_at = time.time() + 30 + warmup + duration
     workers = [
         spawn.Process(
-            target=_firehose_worker, args=(h.cfg.control_endpoint, f"{prefix}-{j}", rigs_per_proc, n, stop_at)
+            target=_firehose_worker,
+            args=(h.cfg.control_endpoint, f"{prefix}-{j}", rigs_per_proc, n, stop_at, coalesce)
         )
         for j in range(procs)
     ]
@@ -367,13 +373,14 @@ def ours_run(procs: int, rigs_per_proc: int, n: int, warmup: float, duration: fl
 
 
 def throughput(
-    chunks: Sequence[int], procs: int, rigs_per_proc: int, repeat: int, warmup: float, duration: float
+    chunks: Sequence[int], procs: int, rigs_per_proc: int, repeat: int, warmup: float, duration: float,
+    coalesce: bool = False,
 ) -> None:
     for n in chunks:
         raws, ours, extra = [], [], []
         for _ in range(repeat):  # interleaved: raw, ours, raw, ours ...
             raws.append(raw_run(procs, n, warmup, duration)["samples_per_s"])
-            o = ours_run(procs, rigs_per_proc, n, warmup, duration)
+            o = ours_run(procs, rigs_per_proc, n, warmup, duration, coalesce)
             ours.append(o["samples_per_s"])
             extra.append(o)
         raw_m, ours_m = statistics.median(raws), statistics.median(ours)
@@ -382,6 +389,7 @@ def throughput(
             bench="transport",
             part="throughput",
             chunk_samples=n,
+            agents_coalesce=coalesce,
             chunk_bytes=len(f0) + len(f1),
             trackers=len(TRACKERS),
             procs=procs,
@@ -556,6 +564,10 @@ def main() -> None:
         default=P.DEFAULT_MAX_INFLIGHT_CHUNKS,
         help="credit window (chunks) the controller announces (sustained part)",
     )
+    ap.add_argument("--coalesce", action="store_true",
+                    help="throughput part: agents join their backlog into chunks of up to 100 ms "
+                         "(their field behaviour when behind); the raw baseline keeps the given "
+                         "chunk size. Measures catch-up speed, not the like-for-like ratio")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-sustained", action="store_true")
     args = ap.parse_args()
@@ -581,6 +593,7 @@ def main() -> None:
             args.repeat,
             args.warmup,
             args.duration,
+            args.coalesce,
         )
     if not args.skip_sustained:
         for n in (int(x) for x in args.rigs.split(",")):
