@@ -630,20 +630,17 @@ class Store:
         with conn.cursor() as cur, cur.copy(_SCORE_COPY) as copy:
             copy.write(b"".join(parts))
         out.score_rows += n_all
-        # score_window_params: per parameter name (its byte length fixes the row size), the
-        # windows of every batch scored with that parameter
-        by_name: dict[str, list[tuple[int, int]]] = defaultdict(list)  # name -> (batch k, column j)
+        # score_window_params: per distinct parameter list (normally one: the rigs of a class
+        # run one exercise) its batches' (windows, P) values stacked once, then per parameter
+        # (its name's byte length fixes the row size) one column of them.
+        by_params: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for k, (b, _i) in enumerate(kept):
-            for j, p in enumerate(b.params):
-                by_name[p].append((k, j))
-        if not by_name:
+            if b.params:
+                by_params[b.params].append(k)
+        if not by_params:
             return _Pending(SCORE_STREAM, work, changed)
-        means = [b.mean if i is None else b.mean[i] for b, i in kept]
-        stds = [b.std if i is None else b.std[i] for b, i in kept]
-        fracs = [b.frac_in_window if i is None else b.frac_in_window[i] for b, i in kept]
         parts = [copybin.HEADER]
-        for name, members in by_name.items():
-            ks = [k for k, _j in members]
+        for params, ks in by_params.items():
             if len(ks) == len(kept):
                 rsel: Any = slice(None)
                 c = counts
@@ -651,18 +648,23 @@ class Store:
                 rsel = np.concatenate([np.arange(starts[k], starts[k] + counts[k]) for k in ks])
                 c = counts[ks]
             m = int(c.sum())
-            rows = copybin.new_rows(param_columns(len(name.encode())), m)
-            rows["time"] = t_pg[rsel]
-            rows["session_id"] = sids[rsel]
-            rows["window_idx"] = widx_all[rsel]
-            rows["param"] = name.encode()
-            rows["mean"] = np.concatenate([means[k][:, j] for k, j in members])
-            rows["std"] = np.concatenate([stds[k][:, j] for k, j in members])
-            rows["frac_in_window"] = np.concatenate([fracs[k][:, j] for k, j in members])
-            for band in ("ideal", "lo", "hi"):
-                per = np.array([getattr(kept[k][0], band)[j] for k, j in members], dtype=np.float32)
-                rows[band] = np.repeat(per, c)
-            parts.append(rows.tobytes())
+            group = [kept[k] for k in ks]
+            values = {
+                col: np.concatenate([getattr(b, col) if i is None else getattr(b, col)[i] for b, i in group])
+                for col in ("mean", "std", "frac_in_window")
+            }
+            for band in ("ideal", "lo", "hi"):  # as scored: one per batch and parameter
+                values[band] = np.repeat(np.stack([getattr(b, band) for b, _i in group]), c, axis=0)
+            t_g, s_g, w_g = t_pg[rsel], sids[rsel], widx_all[rsel]
+            for j, name in enumerate(params):
+                rows = copybin.new_rows(param_columns(len(name.encode())), m)
+                rows["time"] = t_g
+                rows["session_id"] = s_g
+                rows["window_idx"] = w_g
+                rows["param"] = name.encode()
+                for col, v in values.items():
+                    rows[col] = v[:, j]
+                parts.append(rows.tobytes())
         parts.append(copybin.TRAILER)
         with conn.cursor() as cur, cur.copy(_PARAM_COPY) as copy:
             copy.write(b"".join(parts))
