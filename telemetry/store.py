@@ -115,13 +115,54 @@ _PARAM_COPY = (
 
 
 @dataclass
+class _Rollup:
+    """The per-second rollup of one transaction's frames, built up per encoded slice and
+    aggregated once per transaction: (session position, second) partial counts per slice."""
+
+    sessions: list[uuid.UUID]  # position -> session
+    rigs: dict[int, str]  # position -> rig id (of the session's last record)
+    parts: list[tuple[npt.NDArray[np.int64], ...]] = field(default_factory=list)
+
+    def add(self, sidx: npt.NDArray[np.int64], t_us: npt.NDArray[np.int64], seq: npt.NDArray[np.int64],
+            full: npt.NDArray[np.bool_]) -> None:  # fmt: skip
+        """Fold frames (session position, time µs, seq, every tracker valid) into the parts."""
+        keys, starts, order = _group_starts(sidx, t_us // 1_000_000)
+        n = sidx.shape[0]
+        self.parts.append((
+            keys[0], keys[1], np.diff(np.append(starts, n)),
+            np.add.reduceat(full[order].astype(np.int64), starts),
+            np.maximum.reduceat(seq[order], starts), np.maximum.reduceat(t_us[order], starts),
+        ))  # fmt: skip
+
+    def rows(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """(session position, second, frames, valid frames, last seq, last time) per bucket."""
+        cat = [np.concatenate([p[j] for p in self.parts]) for j in range(6)]
+        keys, starts, order = _group_starts(cat[0], cat[1])
+        return (
+            keys[0], keys[1], np.add.reduceat(cat[2][order], starts),
+            np.add.reduceat(cat[3][order], starts), np.maximum.reduceat(cat[4][order], starts),
+            np.maximum.reduceat(cat[5][order], starts),
+        )  # fmt: skip
+
+
+def _group_starts(
+    a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]
+) -> tuple[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Rows sorted by (a, b): each group's (a, b), the groups' first positions, the order."""
+    order = np.lexsort((b, a))
+    a_s, b_s = a[order], b[order]
+    starts = np.flatnonzero(np.concatenate(([True], (a_s[1:] != a_s[:-1]) | (b_s[1:] != b_s[:-1]))))
+    return (a_s[starts], b_s[starts]), starts, order
+
+
+@dataclass
 class _Pending:
     """Range bookkeeping (and the pose rollup) of one stream, saved after the COPYs."""
 
     stream: str
     work: dict[uuid.UUID, RangeSet]
     changed: set[uuid.UUID]
-    rollup: dict[tuple[uuid.UUID, int], list[Any]] | None = None
+    rollup: _Rollup | None = None
 
 
 def int_array(values: Iterable[int]) -> str:
@@ -228,7 +269,7 @@ class Store:
         with conn.pipeline():
             for p in pending:
                 self._save_ranges(conn, p.stream, p.work, p.changed, out)
-                if p.rollup:
+                if p.rollup is not None and p.rollup.parts:
                     self._write_rollup(conn, p.rollup)
             if sessions:
                 self._write_sessions(conn, sessions)
@@ -355,9 +396,13 @@ class Store:
             changed_i.add(si)
             groups[(True, rig_bytes(c.rig_id), c.poses.shape[1], c.analog.shape[1])].append((c, idx, si))
         changed = {uniq[i] for i in changed_i}
-        rollup: dict[tuple[uuid.UUID, int], list[Any]] = {}
         if not groups:
-            return _Pending(POSE_STREAM, work, changed, rollup)
+            return _Pending(POSE_STREAM, work, changed)
+        # Sessions by position for the whole transaction: each slice's session column and
+        # rollup refer to these (no per-slice session tables).
+        pos = {si: k for k, si in enumerate(uniq)}
+        table = np.frombuffer(b"".join([si.to_bytes(16, "big") for si in uniq]), dtype="V16")
+        rollup = _Rollup(list(uniq.values()), {})
         with (
             conn.cursor() as cur,
             cur.copy(
@@ -375,7 +420,7 @@ class Store:
                 for end, (r, i, _si) in enumerate(members, 1):
                     acc += r.n if i is None else i.size
                     if acc >= limit or end == len(members):
-                        rows = self._encode_group(key, members[start:end], rollup, out)
+                        rows = self._encode_group(key, members[start:end], pos, table, rollup, out)
                         out.pose_rows += rows.shape[0]
                         copy.write(rows.tobytes())
                         start, acc, limit = end, 0, ENCODE_ROWS
@@ -454,10 +499,13 @@ class Store:
         self,
         key: _GroupKey,
         members: list[_Member],
-        rollup: dict[tuple[uuid.UUID, int], list[Any]],
+        pos: dict[int, int],
+        table: npt.NDArray[Any],
+        rollup: _Rollup,
         out: WriteOutcome,
     ) -> npt.NDArray[Any]:
-        """One structured array for all frames of a group; also folds them into the rollup."""
+        """One structured array for all frames of a group; also folds them into the rollup.
+        ``pos``/``table``: the transaction's session positions and their 16 uuid bytes."""
         is_chunk, rig_bytes, trackers, n_analog = key
         shape = (rig_bytes, trackers, n_analog)
         cols = self._column_cache.get(shape)
@@ -477,12 +525,9 @@ class Store:
         rows = template[:n]
         rows["time"] = copybin.us_to_pg(t_all)
         rows["rig_time"] = rig_time
-        recs = [m[0] for m in members]
-        session_of = [m[2] for m in members]  # UUID ints: C-speed hashing
-        ids = {s: k for k, s in enumerate(dict.fromkeys(session_of))}
-        sidx_m = np.array([ids[s] for s in session_of], dtype=np.int64)
-        table = np.frombuffer(b"".join([s.to_bytes(16, "big") for s in ids]), dtype="V16")
+        sidx_m = np.fromiter([pos[m[2]] for m in members], np.int64, len(members))
         rows["session_id"] = np.repeat(table[sidx_m], counts)
+        recs = [m[0] for m in members]
         rigs = np.array([r.rig_id.encode() for r in recs], dtype=f"S{rig_bytes}")
         rows["rig_id"] = np.repeat(rigs, counts)
         rows["seq"] = seq_all
@@ -490,51 +535,19 @@ class Store:
         if n_analog:
             rows["analog"]["e"]["v"] = analog
         rows["valid_mask"] = valid_all
-
-        # Per-second rollup, vectorised: group rows by (member's session, second).
+        rollup.rigs.update(zip(sidx_m.tolist(), [r.rig_id for r in recs], strict=True))
         full = (1 << trackers) - 1
-        sidx = np.repeat(sidx_m, counts)
-        sec = t_all // 1_000_000
-        order = np.lexsort((sec, sidx))
-        s_sorted, sec_sorted = sidx[order], sec[order]
-        starts = np.flatnonzero(
-            np.concatenate(([True], (s_sorted[1:] != s_sorted[:-1]) | (sec_sorted[1:] != sec_sorted[:-1])))
-        )
-        frames = np.diff(np.append(starts, n))
         v64 = valid_all.astype(np.int64) & 0xFFFFFFFF  # bit 31 (tracker 31) is the int32 sign
-        valid = np.add.reduceat(((v64 & full) == full)[order].astype(np.int64), starts)
-        last_seq = np.maximum.reduceat(seq_all[order], starts)
-        last_t = np.maximum.reduceat(t_all[order], starts)
-        by_int = {si: r for r, _i, si in members}
-        sessions = [by_int[s].session_id for s in ids]
-        rigs_of = {by_int[s].session_id: by_int[s].rig_id for s in ids}
+        rollup.add(np.repeat(sidx_m, counts), t_all, seq_all, (v64 & full) == full)
         tmax = int(t_all.max())
         if out.max_pose_time_us is None or tmax > out.max_pose_time_us:
             out.max_pose_time_us = tmax
-        for j, st, fr, va, ls, lt in zip(
-            range(len(starts)), starts.tolist(), frames.tolist(), valid.tolist(),
-            last_seq.tolist(), last_t.tolist(), strict=True,
-        ):  # fmt: skip
-            del j
-            sid = sessions[int(s_sorted[st])]
-            k = (sid, int(sec_sorted[st]))
-            cur = rollup.get(k)
-            if cur is None:
-                rollup[k] = [rigs_of[sid], fr, va, ls, lt]
-            else:
-                cur[1] += fr
-                cur[2] += va
-                cur[3] = max(cur[3], ls)
-                cur[4] = max(cur[4], lt)
         return rows
 
     @staticmethod
-    def _write_rollup(conn: Conn, rollup: dict[tuple[uuid.UUID, int], list[Any]]) -> None:
-        if not rollup:
-            return
-        sids = [k[0] for k in rollup]
-        buckets = [k[1] * 1_000_000 for k in rollup]
-        v = list(rollup.values())
+    def _write_rollup(conn: Conn, rollup: _Rollup) -> None:
+        sidx, sec, frames, valid, last_seq, last_t = rollup.rows()
+        positions = sidx.tolist()
         conn.execute(
             "INSERT INTO pose_rate_1s "
             "(bucket, session_id, rig_id, frames, valid_frames, last_seq, last_time) "
@@ -547,13 +560,13 @@ class Store:
             "last_seq = greatest(pose_rate_1s.last_seq, EXCLUDED.last_seq), "
             "last_time = greatest(pose_rate_1s.last_time, EXCLUDED.last_time)",
             (
-                int_array(buckets),
-                uuid_array(sids),
-                text_array([x[0] for x in v]),
-                int_array([x[1] for x in v]),
-                int_array([x[2] for x in v]),
-                int_array([x[3] for x in v]),
-                int_array([x[4] for x in v]),
+                int_array((sec * 1_000_000).tolist()),
+                uuid_array([rollup.sessions[k] for k in positions]),
+                text_array([rollup.rigs[k] for k in positions]),
+                int_array(frames.tolist()),
+                int_array(valid.tolist()),
+                int_array(last_seq.tolist()),
+                int_array(last_t.tolist()),
             ),
         )
 
