@@ -61,9 +61,9 @@ class _Ahead:
         lo = self.pos
         self.pos = k
         bad = self.bad
+        # positional (meta, checked, all_valid): keywords and the meta default cost ~0.3 µs
         return SampleBlock(self.first + lo * self.period, self.period, self.poses[lo:k],
-                           self.analog[lo:k], self.valid[lo:k], checked=True,
-                           all_valid=bad[k] == bad[lo])
+                           self.analog[lo:k], self.valid[lo:k], {}, True, bad[k] == bad[lo])
 
 
 def skill_from_params(value: Any, default: SkillModel) -> SkillModel:
