@@ -277,7 +277,7 @@ class RigAgent:
 
     def pump(self) -> None:
         """Send queued chunks the credit window allows (after acknowledgements arrived)."""
-        if self.registered:
+        if self.registered and (self._pending or self._spool_unread):
             self._pump(time.monotonic())
 
     @property
@@ -1109,7 +1109,10 @@ class RigAgent:
             out = inflight.popleft()
             self.inflight_chunks -= 1
             self.inflight_bytes -= out.nbytes
-            self._free(out)
+            if out.spool_id is None:
+                self.mem_bytes -= out.nbytes  # `_free`'s usual case
+            else:
+                self._free(out)
 
     def _on_data_nack(self, msg: P.DataNack) -> None:
         self.stats["data_nacks"] += 1

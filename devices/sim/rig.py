@@ -45,14 +45,17 @@ class _Ahead:
     __slots__ = ("analog", "bad", "count", "first", "period", "pos", "poses", "valid")
 
     def __init__(self, first: float, period: float, poses: NDArray[np.float32],
-                 analog: NDArray[np.float32], valid: NDArray[np.bool_]) -> None:
+                 analog: NDArray[np.float32], valid: NDArray[np.bool_], all_valid: bool) -> None:
         self.first = first
         self.period = period
         self.poses = poses
         self.analog = analog
         self.valid = valid
         # samples with a lost tracker before index i: any loss in [i, j) is bad[j] - bad[i]
-        self.bad = np.concatenate([[0], np.cumsum(~valid.all(axis=1))]).tolist()
+        # (None: no tracker lost in the whole block, the usual case)
+        self.bad: list[int] | None = None
+        if not all_valid:
+            self.bad = np.concatenate([[0], np.cumsum(~valid.all(axis=1))]).tolist()
         self.count = int(poses.shape[0])
         self.pos = 0  # samples handed out
 
@@ -63,7 +66,8 @@ class _Ahead:
         bad = self.bad
         # positional (meta, checked, all_valid): keywords and the meta default cost ~0.3 µs
         return SampleBlock(self.first + lo * self.period, self.period, self.poses[lo:k],
-                           self.analog[lo:k], self.valid[lo:k], {}, True, bad[k] == bad[lo])
+                           self.analog[lo:k], self.valid[lo:k], {}, True,
+                           bad is None or bad[k] == bad[lo])
 
 
 def skill_from_params(value: Any, default: SkillModel) -> SkillModel:
@@ -168,10 +172,15 @@ class SimulatedRig:
         first = self._next
         rel = (first - self._t_start) + period * np.arange(n, dtype=np.float64)
         poses, analog, valid = sim.generate(rel)
-        if not (np.isfinite(poses[valid]).all() and np.isnan(poses[~valid]).all()
-                and np.isfinite(analog).all()):
+        all_valid = bool(valid.all())
+        if all_valid:  # no boolean-mask copies of the block (the usual case)
+            ok = np.isfinite(poses).all() and np.isfinite(analog).all()
+        else:
+            ok = (np.isfinite(poses[valid]).all() and np.isnan(poses[~valid]).all()
+                  and np.isfinite(analog).all())
+        if not ok:
             raise ValueError("simulated trainee produced a non-finite value of a valid tracker")
-        self._ahead = _Ahead(first, period, poses, analog, valid)
+        self._ahead = _Ahead(first, period, poses, analog, valid, all_valid)
         self._next = first + n * period
         self._update_stop()
 
