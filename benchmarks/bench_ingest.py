@@ -516,6 +516,10 @@ def _paced_drive(writer: TelemetryWriter, rigs: int, hz: float, seconds: float, 
     poses = rng.standard_normal((rigs, ring, PACED_TRACKERS, 7)).astype(np.float32)
     analog = rng.random((rigs, ring, PACED_ANALOG), dtype=np.float32)
     t_rig0 = time.time()
+    # each rig's own clock: sampling phase within a period and offset to the controller's clock
+    # (corrected times then interleave across rigs as in a lab, not in lockstep)
+    phase = rng.random(rigs) / hz
+    offset = rng.uniform(-0.05, 0.05, rigs)
     period = 1.0 / hz
     seqs = [0] * rigs
     windows = [0] * rigs
@@ -538,7 +542,8 @@ def _paced_drive(writer: TelemetryWriter, rigs: int, hz: float, seconds: float, 
             if n <= 0:
                 continue
             i = s0 % int(hz)
-            submit(PoseChunk(sids[r], rig_ids[r], s0, n, t_rig0 + s0 * period, period, 0.0,
+            submit(PoseChunk(sids[r], rig_ids[r], s0, n, t_rig0 + phase[r] + offset[r] + s0 * period,
+                             period, float(offset[r]),
                              poses[r, i : i + n], analog[r, i : i + n], None))  # fmt: skip
             seqs[r] = due
             chunks += 1
