@@ -580,14 +580,17 @@ def _arm_run(dsn: str, data_dir: Path, args: argparse.Namespace, tmp: Path) -> N
     while w.state.value != "database" and time.monotonic() < deadline:
         time.sleep(0.01)
     snaps: list[dict[str, Any]] = []
+    lsn_conn = psycopg.connect(dsn, autocommit=True)
 
     def snap() -> dict[str, Any]:
         wt = next(t for t in threading.enumerate() if t.name == "telemetry-writer")
         st = w.stats()
+        lsn = lsn_conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
         return {"t": time.monotonic(), "pg": pg_cpu(data_dir), "proc": time.process_time(),
                 "writer": _proc_cpu(f"/proc/self/task/{wt.native_id}/stat"),
                 "driver": time.thread_time(), "rows": st.rows_written,
-                "tx": st.transactions, "windows": st.score_windows_written}
+                "tx": st.transactions, "windows": st.score_windows_written,
+                "wal": int(lsn[0]) if lsn else 0}  # fmt: skip
 
     def on_tick(now: float) -> None:
         if not snaps and now >= args.paced_warmup:
@@ -597,6 +600,7 @@ def _arm_run(dsn: str, data_dir: Path, args: argparse.Namespace, tmp: Path) -> N
                  args.paced_window_ms, on_tick)
     snaps.append(snap())
     queue_end = w.stats().queue_rows
+    lsn_conn.close()
     assert w.flush(120)
     w.close()
     a, b = snaps
@@ -610,6 +614,7 @@ def _arm_run(dsn: str, data_dir: Path, args: argparse.Namespace, tmp: Path) -> N
         "commits_per_s": round((b["tx"] - a["tx"]) / wall, 2),
         "frames_per_commit": round(frames / max(1, b["tx"] - a["tx"])),
         "windows_per_s": round((b["windows"] - a["windows"]) / wall),
+        "wal_bytes_per_frame": round((b["wal"] - a["wal"]) / max(1, frames)),
         "pg_cores": {k: round(v / wall, 3) for k, v in sorted(pg.items())},
         "pg_us_per_frame": round(pg["total"] * us, 2),
         "pg_backend_us_per_frame": round(pg.get("backend", 0.0) * us, 2),
