@@ -365,13 +365,23 @@ class RigAgent:
         if self.registered and (self._pending or self._spool_unread):
             self._pump(now)
 
-    def handle_control(self) -> None:
-        """Read and act on every control message waiting on the control socket."""
+    def handle_control(self, signalled: bool = False) -> None:
+        """Read and act on every control message waiting on the control socket.
+
+        ``signalled``: the socket's ``ZMQ_FD`` just reported input (`AgentGroup`'s epoll), so
+        the first recv is tried without asking ``ZMQ_EVENTS`` first (a message is almost always
+        there; if not, the recv's zmq.Again ends the call, as ``ZMQ_EVENTS`` would have).
+        """
         sock = self.control
         # ZMQ_EVENTS before each recv rather than recv until zmq.Again: an exception costs more.
         # Frames (copy=False) carry their RCVMORE flag: pyzmq's getsockopt builds an enum member
         # per call (~1 µs), a Frame and its bytes cost less.
-        while sock is not None and sock is self.control and cast(int, _zget(sock, _EVENTS)) & _POLLIN:
+        while (
+            sock is not None
+            and sock is self.control
+            and (signalled or cast(int, _zget(sock, _EVENTS)) & _POLLIN)
+        ):
+            signalled = False
             try:
                 frame = _zrecv(sock, _NOBLOCK, False)
                 rx_rig_time = self.driver.clock()
@@ -1290,9 +1300,9 @@ class AgentGroup:
                     a.control_sent = True  # look at it once: input may already be waiting
                     notes.sent.append(a)
 
-        def serve(agent: RigAgent) -> None:
+        def serve(agent: RigAgent, signalled: bool = False) -> None:
             agent.control_sent = False
-            agent.handle_control()
+            agent.handle_control(signalled)
             agent.pump()  # send what the acks made room for
 
         def recheck() -> None:
@@ -1316,7 +1326,7 @@ class AgentGroup:
             for fd, _ in events:
                 entry = by_fd.get(fd)
                 if entry is not None and entry[0].control is entry[1]:
-                    serve(entry[0])
+                    serve(entry[0], signalled=True)
             if events:
                 resync()
                 recheck()
