@@ -115,17 +115,25 @@ def reset(dsn: str) -> None:
         conn.execute("CHECKPOINT")  # each run starts without the previous run's dirty pages
 
 
+POSE_COPY = (
+    "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+
+
+def copy_buffer(conn: psycopg.Connection[Any], buf: bytes) -> None:
+    """One binary COPY of a pre-built pose_frames buffer, in 1 MiB writes (no commit)."""
+    with conn.cursor().copy(POSE_COPY) as copy:
+        mv = memoryview(buf)
+        for i in range(0, len(buf), 1 << 20):
+            copy.write(mv[i : i + (1 << 20)])
+
+
 def run_copy(dsn: str, buf: bytes) -> float:
     reset(dsn)
     with psycopg.connect(dsn) as conn:
         t = time.perf_counter()
-        with conn.cursor().copy(
-            "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            mv = memoryview(buf)
-            for i in range(0, len(buf), 1 << 20):
-                copy.write(mv[i : i + (1 << 20)])
+        copy_buffer(conn, buf)
         conn.commit()
         return time.perf_counter() - t
 
@@ -495,14 +503,8 @@ def _prefill(dsn: str, frames: int, rigs: int = 200) -> None:
     rows["poses"]["e"]["v"] = rng.standard_normal((n, PACED_TRACKERS * 7)).astype(np.float32)
     rows["analog"]["e"]["v"] = rng.random((n, PACED_ANALOG), dtype=np.float32)
     rows["valid_mask"] = (1 << PACED_TRACKERS) - 1
-    buf = copybin.encode(rows)
-    with psycopg.connect(dsn) as conn, conn.cursor().copy(
-        "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, valid_mask) "
-        "FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        mv = memoryview(buf)
-        for i in range(0, len(buf), 1 << 20):
-            copy.write(mv[i : i + (1 << 20)])
+    with psycopg.connect(dsn) as conn:
+        copy_buffer(conn, copybin.encode(rows))
 
 
 def _paced_drive(writer: TelemetryWriter, rigs: int, hz: float, seconds: float, window_ms: float,
@@ -673,11 +675,7 @@ def _arm_prebuilt(dsn: str, data_dir: Path, args: argparse.Namespace) -> None:
             if not snaps and time.monotonic() - start >= args.paced_warmup:
                 snaps.append({"t": time.monotonic(), "pg": pg_cpu(data_dir), "k": k,
                               "me": time.thread_time()})  # fmt: skip
-            with conn.cursor().copy(
-                "COPY pose_frames (time, rig_time, session_id, rig_id, seq, poses, analog, "
-                "valid_mask) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.write(buf)
+            copy_buffer(conn, buf)
             conn.commit()
         snaps.append({"t": time.monotonic(), "pg": pg_cpu(data_dir), "k": len(bufs),
                       "me": time.thread_time()})  # fmt: skip

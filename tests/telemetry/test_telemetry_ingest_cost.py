@@ -82,15 +82,20 @@ def _some_frames(dsn: str, tmp_path: Path, pose_batch: PB) -> list[uuid.UUID]:
     return sids
 
 
-def test_fresh_database_has_the_0005_indexes(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
-    _some_frames(tdsn, tmp_path, pose_batch)  # chunks, so chunk indexes exist
-    with psycopg.connect(tdsn, autocommit=True) as conn:  # a score window and a rollup chunk
+def _score_chunks(dsn: str) -> None:
+    """A score window and a parameter row, so those hypertables have a chunk (and its indexes)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO score_windows VALUES (now(), 's', gen_random_uuid(), 'r', 0, 0, 0, 0, 0)"
         )
         conn.execute(
             "INSERT INTO score_window_params VALUES (now(), gen_random_uuid(), 0, 'p', 0, 0, 0, 0, 0, 0)"
         )
+
+
+def test_fresh_database_has_the_0005_indexes(tdsn: str, tmp_path: Path, pose_batch: PB) -> None:
+    _some_frames(tdsn, tmp_path, pose_batch)  # chunks, so chunk indexes exist
+    _score_chunks(tdsn)
     _check_0005(tdsn)
 
 
@@ -105,13 +110,7 @@ def test_0005_upgrades_a_database_with_data(
     monkeypatch.setattr(migrate_mod, "available", lambda: before)
     migrate(dsn)
     sids = _some_frames(dsn, tmp_path / "old", pose_batch)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO score_windows VALUES (now(), 's', gen_random_uuid(), 'r', 0, 0, 0, 0, 0)"
-        )
-        conn.execute(
-            "INSERT INTO score_window_params VALUES (now(), gen_random_uuid(), 0, 'p', 0, 0, 0, 0, 0, 0)"
-        )
+    _score_chunks(dsn)
     monkeypatch.setattr(migrate_mod, "available", lambda: everything)
     assert [m.version for m in migrate(dsn)] == [m.version for m in everything if m.version >= 5]
     _check_0005(dsn)
