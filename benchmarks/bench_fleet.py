@@ -3,7 +3,7 @@ agents vs a process per rig), side by side in one run. Prints JSON lines.
 
     .venv/bin/python benchmarks/bench_fleet.py [--rigs 40] [--seconds 8] [--trackers 6]
         [--processes 1,40] [--base /tmp/fleet-base --rounds 3] [--skip-trainee]
-        [--skip-driver] [--skip-agents]
+        [--skip-driver] [--skip-agents] [--side-by-side N --base DIR --rounds 2]
 
 Trainee alone: `TraineeMotion.generate` in 2 s blocks (the rig's look-ahead) for the 3 exercises
 x 3 skills, CPU ms per rig per simulated second, after a first call that loads (or compiles)
@@ -18,6 +18,13 @@ the workers' CPU (utime + stime from /proc) over a steady window, per rig.
 runs every measurement for this tree and for DIR alternately (ABBA order, ``--rounds`` times,
 same controller code in this process) and prints the medians and their ratio: on a shared,
 noisy machine only figures taken side by side are comparable.
+
+``--side-by-side N`` (with ``--base``): one worker of N rigs of this tree and one of N rigs of
+DIR stream at the same time to one controller (this process, memory sink), the same skills and
+seeds on both sides, so both see the same machine load; the rig ranges swap every round. Worker
+CPU (all threads, ZeroMQ's I/O thread included) per nominal 20 ms chunk (2.4 samples at 120 Hz)
+and per chunk sent. A worker that falls behind reads larger blocks and pays less per sample:
+``samples_per_read`` near 2.4 on both sides is the fair case.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -178,6 +186,88 @@ def full_agents(n: int, processes: int, trackers: tuple[str, ...], seconds: floa
             "samples": sum(int(r["samples"]) for r in rows)}
 
 
+def _worker_stats(proc: subprocess.Popen[str], into: dict[str, dict[str, Any]], key: str) -> None:
+    """Keep the latest stats line a fleet worker prints (``--stats-every``)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        try:
+            into[key] = json.loads(line)
+        except ValueError:
+            continue
+
+
+def side_by_side(n: int, trackers: tuple[str, ...], seconds: float, base: str, swap: bool
+                 ) -> dict[str, Any]:
+    """N rigs of this tree and N rigs of ``base`` at once against one controller (see module
+    docstring); returns both sides' worker CPU per nominal chunk and their ratio."""
+    from lab_controller.controller import MemorySink
+    from lab_controller.controller.launch import health_check
+
+    sink = MemorySink()
+    cfg = ControllerConfig(control_endpoint="tcp://127.0.0.1:*",
+                           data_endpoint="tcp://127.0.0.1:*", api_endpoint="tcp://127.0.0.1:*")
+    ctrl = Controller(cfg, sink)
+    ctrl.start()
+    api = ApiClient(ctrl.endpoints["api"], timeout_s=60)
+    sides = [("new", None), ("base", base)]
+    if swap:
+        sides.reverse()  # the other side connects (and is launched) first
+    latest: dict[str, dict[str, Any]] = {}
+    fleets: dict[str, Fleet] = {}
+    stop = threading.Event()
+
+    def trim() -> None:  # MemorySink keeps every chunk
+        while not stop.wait(0.5):
+            sink.chunks.clear()
+
+    threading.Thread(target=trim, daemon=True).start()
+    try:
+        for label, code in sides:
+            spec = FleetSpec(controller=ctrl.endpoints["control"], count=n, processes=1,
+                             trackers=trackers, rig_prefix=f"sbs-{label}")
+            fleets[label] = Fleet(spec, stats_every=0.5, env=_code_env(code), cwd=code).start()
+            threading.Thread(target=_worker_stats, args=(fleets[label].procs[0], latest, label),
+                             daemon=True).start()
+        ids = [r for f in fleets.values() for r in f.spec.rig_ids()]
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not all(health_check(ctrl, r).ok for r in ids):
+            time.sleep(0.3)
+        reply = api.request(P.ApiClassLaunch(
+            exercise_id="fillet_t_joint_h", rigs=ids, trainees=[f"t{i}" for i in range(len(ids))],
+            duration_s=seconds + 30.0, params={"scene": scene_for("fillet_t_joint_h")}))
+        if not reply.ok or reply.data.get("started") != len(ids):
+            raise RuntimeError(f"class launch: {reply.error or reply.data.get('not_started')}")
+        time.sleep(3.0)  # warm-up: every session streaming, first look-ahead blocks generated
+        s0 = {k: dict(latest[k]) for k in fleets}
+        c0 = {k: _cpu(f.pids) for k, f in fleets.items()}
+        w0 = time.monotonic()
+        time.sleep(seconds + 0.6)  # + one stats interval: the last line is fresh
+        s1 = {k: dict(latest[k]) for k in fleets}
+        c1 = {k: _cpu(f.pids) for k, f in fleets.items()}
+        wall = time.monotonic() - w0
+    finally:
+        stop.set()
+        for f in fleets.values():
+            f.stop()
+        api.close()
+        ctrl.stop()
+    out: dict[str, Any] = {"bench": "side_by_side", "rigs_per_side": n, "trackers": len(trackers),
+                           "base": base, "swap": swap, "window_s": round(wall, 2),
+                           "loadavg": os.getloadavg()}
+    for k in fleets:
+        cpu = c1[k] - c0[k]
+        samples = s1[k]["samples_produced"] - s0[k]["samples_produced"]
+        sent = s1[k]["chunks_sent"] - s0[k]["chunks_sent"]
+        out[k] = {"worker_cores": round(cpu / wall, 3),
+                  "us_per_chunk_20ms": round(1e6 * cpu / max(1.0, samples / 2.4), 1),
+                  "us_per_chunk_sent": round(1e6 * cpu / max(1, sent), 1),
+                  "samples_per_rig_s": round(samples / n / wall, 1),
+                  "samples_per_chunk_sent": round(samples / max(1, sent), 2)}
+    out["ratio_new_over_base"] = round(out["new"]["us_per_chunk_20ms"]
+                                       / out["base"]["us_per_chunk_20ms"], 3)
+    return out
+
+
 def _compare(name: str, runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, Any]:
     new = statistics.median(r[key] for r in runs["new"])
     base = statistics.median(r[key] for r in runs["base"])
@@ -199,6 +289,8 @@ def main() -> None:
     ap.add_argument("--skip-agents", action="store_true")
     ap.add_argument("--skip-driver", action="store_true")
     ap.add_argument("--skip-trainee", action="store_true")
+    ap.add_argument("--side-by-side", type=int, default=0, metavar="N",
+                    help="with --base: N rigs of each tree streaming at once (rounds swap sides)")
     ap.add_argument("--driver-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--trainee-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,6 +302,22 @@ def main() -> None:
         print(json.dumps(trainee_only(trackers, args.sim_seconds)), flush=True)
         return
     base = None if args.base is None else os.path.abspath(args.base)
+    if args.side_by_side:
+        if base is None:
+            ap.error("--side-by-side needs --base")
+        rows = []
+        for r in range(max(1, args.rounds)):
+            row = side_by_side(args.side_by_side, trackers, args.seconds, base, swap=r % 2 == 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        print(json.dumps({"bench": "side_by_side_compare", "rounds": len(rows),
+                          "median_ratio": statistics.median(r["ratio_new_over_base"] for r in rows),
+                          "median_new_us": statistics.median(r["new"]["us_per_chunk_20ms"]
+                                                             for r in rows),
+                          "median_base_us": statistics.median(r["base"]["us_per_chunk_20ms"]
+                                                              for r in rows),
+                          "loadavg": os.getloadavg()}), flush=True)
+        return
     codes: list[tuple[str, str | None]] = [("new", None)] + ([("base", base)] if base else [])
     order: list[tuple[str, str | None]] = []
     for r in range(max(1, args.rounds) if base else 1):
