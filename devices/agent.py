@@ -394,7 +394,10 @@ class RigAgent:
             self._last_rx = time.monotonic()
             ack = _plain_data_ack(frames)
             if ack is not None:  # by far the most frequent message
-                self._on_data_ack(*ack)
+                try:
+                    self._on_data_ack(*ack)
+                except Exception:  # as for every message: a bug must not kill the rig
+                    log.exception("rig %s: failed to handle data_ack", self.config.rig_id)
                 continue
             try:
                 msg = P.decode_control(frames)
