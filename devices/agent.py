@@ -60,7 +60,9 @@ SPOOL_KIND_CHUNK = 1
 _SPOOL_PREFIX = struct.Struct("<I")  # len(frame0); then frame0 and frame1
 _RESEND = int(P.ChunkFlags.RESEND)
 _CAPABILITIES = frozenset(c.value for c in P.Capability)
-HOUSEKEEPING_S = 0.05  # ack-timeout and END_OF_STREAM re-send checks (timeouts are seconds)
+# Ack-timeout and END_OF_STREAM re-send checks: every tenth of the shorter of the two timeouts
+# (seconds), at most every HOUSEKEEPING_S (0.2 s with the defaults: 5 s and 2 s).
+HOUSEKEEPING_S = 0.25
 # pyzmq's Cython send/recv/get, without the Python wrapper of `zmq.Socket` (~1 µs per call;
 # a 100-rig worker makes ~15 000 such calls a second)
 _zsend = zmq.backend.Socket.send
@@ -197,6 +199,7 @@ class RigAgent:
         self._last_hb_tx = -math.inf
         self._last_hello = -math.inf
         self._next_housekeeping = 0.0
+        self._housekeeping_s = min(HOUSEKEEPING_S, config.ack_timeout_s / 10, config.eos_retry_s / 10)
         # set by every send on the control socket: a send may consume the socket's ZMQ_FD
         # wake-up for input that arrived meanwhile, so `AgentGroup` then checks for input itself
         self.control_sent = False
@@ -353,7 +356,7 @@ class RigAgent:
             if pump and (self._pending or self._spool_unread):
                 self._pump(now)
             if now >= self._next_housekeeping:
-                self._next_housekeeping = now + HOUSEKEEPING_S
+                self._next_housekeeping = now + self._housekeeping_s
                 self._check_ack_timeouts(now)
                 self._resend_eos(now)
         if self._spool_dirty and self.spool is not None and now - self._last_spool_sync >= SPOOL_SYNC_S:
@@ -384,7 +387,6 @@ class RigAgent:
             signalled = False
             try:
                 frame = _zrecv(sock, _NOBLOCK, False)
-                rx_rig_time = self.driver.clock()
                 frames = [frame.bytes]
                 while frame.more:
                     frame = _zrecv(sock, 0, False)
@@ -399,6 +401,7 @@ class RigAgent:
                 except Exception:  # as for every message: a bug must not kill the rig
                     log.exception("rig %s: failed to handle data_ack", self.config.rig_id)
                 continue
+            rx_rig_time = self.driver.clock()  # receive time of a probe or a cue (~1 µs late)
             try:
                 msg = P.decode_control(frames)
             except P.ProtocolError as exc:
