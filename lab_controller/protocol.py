@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 import struct
 import uuid
 import warnings
@@ -681,6 +682,27 @@ def encode_data_ack(session_id: str, durable_seq: int, received_seq: int) -> tup
         f'{{"type":"data_ack","session_id":"{session_id}","durable_seq":{int(durable_seq)},'
         f'"received_seq":{int(received_seq)}}}'
     ).encode()
+
+
+# A DATA_ACK exactly as `encode_data_ack` writes it. The pattern admits only what
+# `decode_control` accepts: UuidStr's characters and length, Seq from -1 up to 10**18 - 1
+# (< 2**63; a longer number is left to `decode_control`).
+_DATA_ACK_BODY = re.compile(
+    rb'\{"type":"data_ack","session_id":"([0-9a-fA-F-]{32,36})",'
+    rb'"durable_seq":(-1|0|[1-9][0-9]{0,17}),"received_seq":(-1|0|[1-9][0-9]{0,17})\}'
+)
+
+
+def parse_data_ack(frames: Sequence[bytes | memoryview]) -> tuple[str, int, int] | None:
+    """(session_id, durable_seq, received_seq) of a DATA_ACK in exactly `encode_data_ack`'s
+    form, else None — then `decode_control` decides (any other spelling, an error, another
+    message). A rig reads a few per second and session: ~0.5 µs here, ~5 µs via the model."""
+    if len(frames) != 2 or frames[0] != _CONTROL_PROLOGUE:
+        return None
+    m = _DATA_ACK_BODY.fullmatch(frames[1])
+    if m is None:
+        return None
+    return m[1].decode(), int(m[2]), int(m[3])
 
 
 def decode_control(frames: Sequence[bytes | memoryview]) -> ControlMessage:
