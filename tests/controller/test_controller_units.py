@@ -246,3 +246,26 @@ def test_active_index_and_pruning_of_ended_sessions() -> None:
     assert [s.session_id for s in table.all()] == ["s3", "s4"]
     table.move(sessions[4], S.FAILED)
     assert table.active_for_rig("rig-1") is None and table.active() == []
+
+
+def test_status_percentiles_are_the_sorted_order_statistics() -> None:
+    """`status()`'s percentiles (numpy partition, off the GIL) pick exactly the entries the
+    sorted-list definition picks: p50 = s[n // 2], p99 = s[ceil(0.99 n) - 1], max = s[-1]."""
+    from collections import deque
+
+    from lab_controller.controller.core import _percentiles, _percentiles_ms
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 99, 100, 101, 10_000):
+        lat = deque(rng.exponential(0.004, n).tolist(), maxlen=10_000)
+        counts = deque(rng.integers(0, 65, n).tolist(), maxlen=10_000)
+        s, c = sorted(lat), sorted(counts)
+        got, got_c = _percentiles_ms(lat), _percentiles(counts)
+        assert got["n"] == n and got_c["n"] == n
+        if n == 0:
+            assert got["p50"] is None and got_c["max"] is None
+            continue
+        i99 = min(n - 1, -(-99 * n // 100) - 1)
+        assert got["p50"] == round(1000 * s[n // 2], 3)
+        assert got["p99"] == round(1000 * s[i99], 3)
+        assert (got_c["p50"], got_c["p99"], got_c["max"]) == (c[n // 2], c[i99], c[-1])
