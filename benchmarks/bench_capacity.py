@@ -54,6 +54,7 @@ import argparse
 import bisect
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -111,6 +112,8 @@ OBSERVER_THREAD = False
 PROFILE_IDLE = False
 # --rig-nice: nice increment of the rig worker processes (the load generator), None: inherit
 RIG_NICE: int | None = None
+# --gc-threshold: the controller's gc.set_threshold() (None: ControllerConfig's default)
+GC_THRESHOLDS: tuple[int, int, int] | None = None
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
 GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
@@ -586,6 +589,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, gil_switch_interval_s=GIL_SWITCH_S)
     if OBSERVER_THREAD:
         cfg = dataclasses.replace(cfg, observer_thread=True)
+    if GC_THRESHOLDS is not None:
+        cfg = dataclasses.replace(cfg, gc_thresholds=GC_THRESHOLDS)
     ctrl = Controller(cfg, sink, observers=observers, event_sink=event_sink)
     ctrl.start()
     names = thread_names()
@@ -631,6 +636,7 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
             pg_root = bench.pg_root if pipeline is not None else None
             spies = _profilers(bench.args.profile, rs, rig_pids)
             w0 = time.time()
+            GC_PAUSES.take()
             c0 = cpu_snap(ctrl_tids, rig_pids, pg_root)
             durable0, received0 = _durable_total(sink), _received_total(ctrl)
             held_max = queue_max = 0
@@ -641,6 +647,7 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                 held_max = max(held_max, int(st["held_chunks"]))
                 queue_max = max(queue_max, int(st.get("sink", {}).get("queue_rows", 0) or 0))
             c1 = cpu_snap(ctrl_tids, rig_pids, pg_root)
+            out["gc_pauses_in_window"] = GC_PAUSES.take()
             durable1, received1 = _durable_total(sink), _received_total(ctrl)
             for spy in spies:
                 spy.wait(30)
@@ -826,6 +833,32 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class GcPauses:
+    """Garbage-collector pauses in this (the controller's) process, per generation: every
+    collection stops all its threads, the loop included."""
+
+    def __init__(self) -> None:
+        self._t0 = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._t0)
+
+    def take(self) -> dict[str, Any]:
+        out = {}
+        for g, p in self.pauses.items():
+            out[f"gen{g}"] = {"n": len(p), "total_ms": round(1000 * sum(p), 1),
+                              "max_ms": round(1000 * max(p), 2) if p else None}
+            p.clear()
+        return out
+
+
+GC_PAUSES = GcPauses()
+
+
 def speed_probe(repeats: int = 5) -> float:
     """CPU ms (thread time, median of ``repeats``) of a fixed mix of interpreter and small-numpy
     work like the controller's per-chunk code. Taken before every run: this VM's speed drifts
@@ -885,6 +918,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run the simulated rig workers at this nice increment (e.g. 10: the "
                          "load generator yields to the controller side, as rigs on their own "
                          "hardware would not compete with it)")
+    ap.add_argument("--gc-threshold", default=None, metavar="G0,G1,G2",
+                    help="gc.set_threshold() of the controller process, for A/B runs of "
+                         "collector pauses (default: ControllerConfig.gc_thresholds)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval() of the controller process, s (default: "
                          "ControllerConfig.gil_switch_interval_s)")
@@ -926,8 +962,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.setswitchinterval(args.switch_interval)
     if args.controller_nice is not None:  # before any thread exists: threads inherit it
         os.setpriority(os.PRIO_PROCESS, 0, args.controller_nice)
+    gc.callbacks.append(GC_PAUSES)
+    if args.gc_threshold:
+        global GC_THRESHOLDS
+        g0, g1, g2 = (int(x) for x in args.gc_threshold.split(","))
+        GC_THRESHOLDS = (g0, g1, g2)
     emit({**machine_info(), "switch_interval_s": GIL_SWITCH_S or "controller default", "modes": modes,
           "nice": os.getpriority(os.PRIO_PROCESS, 0), "rig_nice": args.rig_nice or 0,
+          "gc_threshold": GC_THRESHOLDS or "controller default",
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)
     results: list[dict[str, Any]] = []

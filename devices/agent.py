@@ -72,6 +72,15 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+# gc.set_threshold() of a process that runs an AgentGroup (freeze_gc=True). Every chunk stays
+# alive until its DATA_ACK (hundreds of ms), so at CPython's 700 the young generation is
+# collected many times a second and survivors pile into gen-1/gen-2 passes that stop the
+# sweep (and a cue's delivery) for milliseconds; the controller measured 0.4-0.5 s of pauses
+# per 15 s at 150 rigs with 700 and 0-1 collections with these (lab_controller ControllerConfig
+# .gc_thresholds, the same reasoning).
+GROUP_GC_THRESHOLDS = (10_000, 50, 100)
+
+
 @dataclass
 class AgentConfig:
     """Everything a rig agent needs besides its driver."""
@@ -1246,7 +1255,8 @@ class AgentGroup:
         # For a process whose main job is this group (fleet workers, `python -m devices.agent`):
         # gc.freeze() once the agents are open, so CPython's full collection (tens of ms with
         # numpy and pydantic loaded, every thread stopped) does not walk the start-up objects
-        # again and delay a cue or a heartbeat.
+        # again and delay a cue or a heartbeat; and the collector's thresholds raised to
+        # `GROUP_GC_THRESHOLDS`.
         self.freeze_gc = freeze_gc
 
     def stop(self) -> None:
@@ -1263,6 +1273,7 @@ class AgentGroup:
             notes.replaced.append(a)
             a.open()
         if self.freeze_gc:
+            gc.set_threshold(*GROUP_GC_THRESHOLDS)
             gc.collect()
             gc.freeze()
         period = max(0.001, min((a.config.chunk_s for a in self.agents), default=DEFAULT_CHUNK_S))

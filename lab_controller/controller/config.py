@@ -9,6 +9,9 @@ from typing import Literal
 from lab_controller import protocol as P
 from lab_controller.settings import LabSettings
 
+# ControllerConfig.gc_thresholds' default, also used by the scoring worker processes.
+DEFAULT_GC_THRESHOLDS = (10_000, 50, 100)
+
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
@@ -78,6 +81,13 @@ class ControllerConfig:
     # loaded that is ~150k objects and ~60 ms, the p99 of a cue's latency. Frozen objects are
     # never walked again; what is created later is still collected.
     gc_freeze: bool = True
+    # gc.set_threshold() for the controller's process (None: CPython's 700, 10, 10). At 700 the
+    # young generation is collected ~14 times a second at 150 rigs (chunks queued for the
+    # writer keep ~10k container objects alive for a commit's time), with a gen-1 and now and
+    # then a gen-2 pass: 0.4-0.5 s of stopped threads per 15 s, single pauses 11-18 ms. At
+    # 10 000, 50, 100 the same runs had 0-1 collections per 15 s (bench_capacity
+    # --gc-threshold, A/B at 150 rigs, docs/benchmarks.md); cyclic garbage waits longer.
+    gc_thresholds: tuple[int, int, int] | None = DEFAULT_GC_THRESHOLDS
     # Poll timeout when idle; the loop wakes earlier for sockets, the sink and the observers.
     tick_s: float = 0.05
     # Security: CurveZMQ when a secret key is configured; plain only on loopback by default.

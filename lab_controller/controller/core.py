@@ -208,6 +208,8 @@ class Controller:
         self.endpoints = dict(self._sockets.endpoints)
         if self.cfg.gil_switch_interval_s is not None:
             sys.setswitchinterval(self.cfg.gil_switch_interval_s)
+        if self.cfg.gc_thresholds is not None:
+            gc.set_threshold(*self.cfg.gc_thresholds)
         if self.cfg.gc_freeze:
             gc.collect()
             gc.freeze()

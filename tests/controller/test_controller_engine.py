@@ -348,3 +348,20 @@ def test_class_launch_checks_trackers_clock_and_busy(harness: Harness) -> None:
         harness.client().request(P.ApiClassLaunch(exercise_id="fillet", rigs=["rig-ok"],
                                                   trainees=["a", "b"]))
     assert exc.value.code == "invalid"
+
+
+def test_controller_sets_its_collector_thresholds(harness: Harness) -> None:
+    """The loop raises CPython's collection thresholds (ControllerConfig.gc_thresholds) so the
+    young generation is not collected many times a second under load; None leaves them."""
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        harness.start(gc_thresholds=(12_345, 20, 30))
+        assert gc.get_threshold() == (12_345, 20, 30)
+        harness.close()
+        gc.set_threshold(*before)
+        harness.start(gc_thresholds=None)
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
