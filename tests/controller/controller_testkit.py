@@ -357,6 +357,22 @@ REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
+def chunk_frames(handle: int, sid: uuid.UUID, first: int, n: int, lost: bool = False,
+                 t0: float = 10.0, period: float = 1 / 120) -> tuple[bytes, bytes]:
+    """The frames of a LAYOUT chunk whose x coordinate is the sample's sequence number;
+    ``lost``: tracker 1 of the first sample is marked lost (a validity mask is sent)."""
+    poses = np.zeros((n, 2, 7), np.float32)
+    poses[:, :, 0] = np.arange(first, first + n)[:, None]
+    poses[:, :, 6] = 1
+    valid = None
+    if lost:
+        valid = np.ones((n, 2), bool)
+        valid[0, 1] = False
+    return P.encode_chunk(rig_handle=handle, layout=LAYOUT, session_id=sid, first_seq=first,
+                          rig_time_first=t0 + first * period, period=period, poses=poses,
+                          analog=np.zeros((n, 1), np.float32), valid=valid)
+
+
 def free_port() -> int:
     """A TCP port free right now on loopback (tiny race, fine for tests)."""
     with socket.socket() as s:

@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from controller_testkit import FAST, LAYOUT, Harness, ScriptedRig, stored_samples, wait_for
+from controller_testkit import (
+    FAST,
+    LAYOUT,
+    Harness,
+    ScriptedRig,
+    chunk_frames,
+    stored_samples,
+    wait_for,
+)
 
 from lab_controller import protocol as P
 from lab_controller.controller import (
@@ -208,17 +216,7 @@ def test_bursts_take_the_fast_path_and_odd_chunks_the_general_one(harness: Harne
     assert rig.wait(lambda: rig.state is P.RigState.RUNNING)
 
     def frames(first: int, n: int, lost: bool = False) -> list[bytes]:
-        poses = np.zeros((n, 2, 7), np.float32)
-        poses[:, :, 0] = np.arange(first, first + n)[:, None]
-        poses[:, :, 6] = 1
-        valid = None
-        if lost:
-            valid = np.ones((n, 2), bool)
-            valid[0, 1] = False
-        return list(P.encode_chunk(
-            rig_handle=rig.handle, layout=LAYOUT, session_id=uuid.UUID(sid), first_seq=first,
-            rig_time_first=1.0 + first / 100, period=0.01, poses=poses,
-            analog=np.zeros((n, 1), np.float32), valid=valid))
+        return list(chunk_frames(rig.handle, uuid.UUID(sid), first, n, lost, 1.0, 0.01))
 
     burst = [frames(3 * k, 3) for k in range(40)]  # 0..119, contiguous
     burst.append(frames(60, 3))  # duplicate

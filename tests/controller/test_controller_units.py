@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from controller_testkit import LAYOUT, chunk_frames
 
 from lab_controller import protocol as P
 from lab_controller.controller.badinput import BadInputCounter
@@ -30,20 +31,10 @@ from lab_controller.controller.sinks import (
 )
 
 S = SessionState
-LAYOUT = P.make_layout([("torch", "tool"), ("hmd", "headset")], ["trigger"])
 
 
 def chunk(sid: uuid.UUID, first: int, n: int, lost: bool = False) -> P.SampleChunk:
-    poses = np.zeros((n, 2, 7), np.float32)
-    poses[:, :, 0] = np.arange(first, first + n)[:, None]
-    poses[:, :, 6] = 1
-    valid = None
-    if lost:
-        valid = np.ones((n, 2), bool)
-        valid[0, 1] = False
-    f0, f1 = P.encode_chunk(rig_handle=1, layout=LAYOUT, session_id=sid, first_seq=first,
-                            rig_time_first=10.0 + first / 120, period=1 / 120, poses=poses,
-                            analog=np.zeros((n, 1), np.float32), valid=valid)
+    f0, f1 = chunk_frames(1, sid, first, n, lost)
     return P.decode_chunk([f0, f1], LAYOUT)
 
 
