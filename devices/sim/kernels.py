@@ -133,6 +133,18 @@ def pose_row(out: Any, noise: Any, jitter: float, valid: Any, i: int, j: int,
 
 
 @_inline
+def unit_cross(a0: float, a1: float, a2: float, b0: float, b1: float, b2: float
+               ) -> tuple[float, float, float]:
+    """unit(a x b); a zero-length product stays unscaled."""
+    cx = a1 * b2 - a2 * b1
+    cy = a2 * b0 - a0 * b2
+    cz = a0 * b1 - a1 * b0
+    nn = math.sqrt(cx * cx + cy * cy + cz * cz)
+    nn = nn if nn > 0.0 else 1.0
+    return cx / nn, cy / nn, cz / nn
+
+
+@_inline
 def frame_from_axis(a0: float, a1: float, a2: float, r0: float, r1: float, r2: float
                     ) -> tuple[float, float, float, float, float, float, float, float, float]:
     """Columns x, y, z of a rotation with z = unit(a), x = unit(r - (r.z) z), y = z x x
@@ -273,12 +285,7 @@ def motion(times: Any, dt: Any, gate: Any, w: Any, a: Any, b: Any, apow: Any, x0
         tg2 = seg[idx, 2] + td2 * r
         working = seg[idx, 7] != 0.0 and mv != 0.0 and t < end
         # right of travel: unit(tdir x normal)
-        rx = td1 * nm2 - td2 * nm1
-        ry = td2 * nm0 - td0 * nm2
-        rz = td0 * nm1 - td1 * nm0
-        nn = math.sqrt(rx * rx + ry * ry + rz * rz)
-        nn = nn if nn > 0.0 else 1.0
-        rx, ry, rz = rx / nn, ry / nn, rz / nn
+        rx, ry, rz = unit_cross(td0, td1, td2, nm0, nm1, nm2)
         # physiological tremor
         f = min(max(par[P_TREMOR_HZ] + st[i, 16] * par[P_FREQ_WANDER], 8.0), 12.0)
         acc_f += f * d_t
@@ -327,12 +334,7 @@ def motion(times: Any, dt: Any, gate: Any, w: Any, a: Any, b: Any, apow: Any, x0
             no0 = cta0 * pp0 + sta0 * td0
             no1 = cta0 * pp1 + sta0 * td1
             no2 = cta0 * pp2 + sta0 * td2
-            sx = no1 * td2 - no2 * td1
-            sy = no2 * td0 - no0 * td2
-            sz = no0 * td1 - no1 * td0
-            nn = math.sqrt(sx * sx + sy * sy + sz * sz)
-            nn = nn if nn > 0.0 else 1.0
-            sx, sy, sz = sx / nn, sy / nn, sz / nn
+            sx, sy, sz = unit_cross(no0, no1, no2, td0, td1, td2)
         else:
             no0, no1, no2 = ap0, ap1, ap2
             sx, sy, sz = rx, ry, rz
