@@ -868,11 +868,7 @@ class RigAgent:
         stream.next_seq = first + count
         self.stats["samples_produced"] += count
         self._last_valid = block.valid
-        if self.spool is None and self.mem_bytes + nbytes <= self.config.memory_limit_bytes:
-            self._pending.append(out)  # `_store`'s usual case
-            self.mem_bytes += nbytes
-        else:
-            self._store(out)
+        self._store(out)
 
     # ── the store: memory, then spool ─────────────────────────────────────────────────────
     def _store(self, out: _Out) -> None:
