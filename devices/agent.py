@@ -1404,8 +1404,26 @@ def _server_key(value: str | None) -> bytes | None:
     return public
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m devices.agent``: run one rig (or ``--count`` rigs in one process)."""
+def _attach_key_values(argv: Sequence[str]) -> list[str]:
+    """``--curve-server-key KEY`` → ``--curve-server-key=KEY``.
+
+    Z85 text may start with '-', which argparse would take for an option (1 key in 85).
+    """
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] == "--curve-server-key" and i + 1 < len(items):
+            out.append(f"--curve-server-key={items[i + 1]}")
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m devices.agent``."""
     ap = argparse.ArgumentParser(prog="python -m devices.agent", description=__doc__.splitlines()[0])
     ap.add_argument("--controller", required=True, help="control endpoint, e.g. tcp://127.0.0.1:5555")
     ap.add_argument("--rig-id", required=True, help="rig id; with --count N a prefix: ID-000 ...")
@@ -1426,7 +1444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--curve-cert", default=None, help="rig key file (zmq.auth format, with secret)")
     ap.add_argument("--stats-every", type=float, default=0.0, help="print stats JSON every N s")
     ap.add_argument("-v", "--verbose", action="count", default=0)
-    args = ap.parse_args(argv)
+    return ap.parse_args(_attach_key_values(sys.argv[1:] if argv is None else argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m devices.agent``: run one rig (or ``--count`` rigs in one process)."""
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -364,3 +364,19 @@ def test_reject_stops_the_agent(peer: PeerController, reason: str) -> None:
     peer.send("rig-r", P.Reject(code=P.NackCode.NOT_ALLOWED, reason=reason))
     th.join(3.0)
     assert not th.is_alive() and agent.rejected is not None
+
+
+def test_a_z85_server_key_starting_with_a_dash_is_a_value_not_an_option() -> None:
+    """Z85 has '-' in its alphabet: about 1 controller key in 85 starts with it."""
+    from devices.agent import _server_key, parse_args
+
+    while True:
+        public, _ = zmq.curve_keypair()
+        if public.startswith(b"-"):
+            break
+    base = ["--controller", "tcp://127.0.0.1:1", "--rig-id", "r"]
+    for form in (["--curve-server-key", public.decode()], [f"--curve-server-key={public.decode()}"]):
+        args = parse_args([*base, *form])
+        assert _server_key(args.curve_server_key) == public
+    with pytest.raises(SystemExit):  # a missing value is still an error
+        parse_args([*base, "--curve-server-key"])
