@@ -67,6 +67,11 @@ class ControllerSettings(BaseModel):
     )
     curve_secret_key_file: Path | None = None
     curve_allowed_keys_dir: Path | None = None
+    realtime_priority: int | None = Field(
+        default=None, ge=1, le=99,
+        description="SCHED_RR priority of the controller loop and its ZeroMQ I/O threads "
+                    "(needs root or CAP_SYS_NICE; refused: runs normally, with a warning)",
+    )
 
 
 class LabSettings(BaseSettings):

@@ -133,6 +133,10 @@ def controller_group() -> None:
               "`labctl workers run --connect` to --scoring-bind.")
 @click.option("--scoring-bind", default="tcp://127.0.0.1:5570", show_default=True,
               help="Endpoint of the scoring pool (with --scoring-workers or remote workers).")
+@click.option("--realtime-priority", type=click.IntRange(1, 99), default=None,
+              help="Run the loop and its ZeroMQ I/O threads SCHED_RR at this priority, so the "
+              "rigs, the database and other work on the machine cannot delay a chunk for a "
+              "scheduler slice (needs root or CAP_SYS_NICE; refused: runs normally).")
 @click.option("--sink", "sink_spec", help="module:factory(settings) returning a DurableSink "
               "(overrides --store).")
 @click.option("--observer", "observer_specs", multiple=True,
@@ -150,6 +154,7 @@ def run_command(
     store: str,
     scoring_workers: int,
     scoring_bind: str,
+    realtime_priority: int | None,
     sink_spec: str | None,
     observer_specs: tuple[str, ...],
 ) -> None:
@@ -159,7 +164,8 @@ def run_command(
     for key, value in (("control_endpoint", control_endpoint), ("data_endpoint", data_endpoint),
                        ("api_endpoint", api_endpoint),
                        ("heartbeat_interval_s", heartbeat_interval),
-                       ("interrupted_grace_s", grace)):
+                       ("interrupted_grace_s", grace),
+                       ("realtime_priority", realtime_priority)):
         if value is not None:
             overrides[key] = value
     cfg = ControllerConfig.from_settings(settings, **overrides)

@@ -88,6 +88,13 @@ class ControllerConfig:
     # 10 000, 50, 100 the same runs had 0-1 collections per 15 s (bench_capacity
     # --gc-threshold, A/B at 150 rigs, docs/benchmarks.md); cyclic garbage waits longer.
     gc_thresholds: tuple[int, int, int] | None = DEFAULT_GC_THRESHOLDS
+    # SCHED_RR priority (1-99) for the loop thread and ZeroMQ's I/O threads; None: normal
+    # scheduling. On a machine shared with other busy processes (the simulated rigs, the
+    # database) a runnable loop can wait a scheduler slice (several ms) for a core; a real-time
+    # thread preempts them when a chunk arrives. Needs CAP_SYS_NICE (root or RLIMIT_RTPRIO):
+    # without it the controller logs a warning and runs normally. Linux caps real-time threads
+    # at 95 % of each core (kernel.sched_rt_runtime_us), so a runaway loop cannot lock up a core.
+    realtime_priority: int | None = None
     # Poll timeout when idle; the loop wakes earlier for sockets, the sink and the observers.
     tick_s: float = 0.05
     # Security: CurveZMQ when a secret key is configured; plain only on loopback by default.
@@ -116,6 +123,7 @@ class ControllerConfig:
             "allow_plain_remote": c.allow_plain_remote,
             "curve_secret_key_file": c.curve_secret_key_file,
             "curve_allowed_keys_dir": c.curve_allowed_keys_dir,
+            "realtime_priority": c.realtime_priority,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

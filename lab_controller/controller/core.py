@@ -38,7 +38,7 @@ from lab_controller.controller.sessions import (
     SessionTable,
 )
 from lab_controller.controller.sinks import DurableSink, SinkBusy, session_key
-from lab_controller.controller.transport import ControllerSockets, Incoming
+from lab_controller.controller.transport import ControllerSockets, Incoming, make_thread_realtime
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ class Controller:
         self.dead_detections: deque[dict[str, Any]] = deque(maxlen=100)
         self.loop_errors = 0
         self.held_events = 0
+        self.realtime = False  # the loop runs SCHED_RR (cfg.realtime_priority, if permitted)
         self.fast_path_chunks = 0  # chunks `_on_data_fast` took (the rest went to `_on_data`)
         self._sid_cache: dict[bytes, str] = {}
         # Session raw id -> _Route of a session whose last chunk took the general path without
@@ -197,8 +198,11 @@ class Controller:
 
     def run(self, reraise: bool = True) -> None:
         """The loop (blocks until `stop()`); sockets live and die on this thread."""
+        prio = self.cfg.realtime_priority
+        self.realtime = prio is not None and make_thread_realtime(prio)
         try:
-            self._sockets = ControllerSockets(self.cfg, self.security)
+            self._sockets = ControllerSockets(self.cfg, self.security,
+                                              prio if self.realtime else None)
         except Exception as exc:
             self._start_error = exc
             self._ready.set()
@@ -1132,6 +1136,7 @@ class Controller:
             "held_chunks": len(self._held),
             "held_events": self.held_events,
             "fast_path_chunks": self.fast_path_chunks,
+            "realtime": self.realtime,
             "pending_commands": len(self._commands),
             "observer_jobs_processed": self.runner.processed,
             "observer_errors": self.runner.errors,

@@ -113,10 +113,31 @@ def _server_socket(
     return sock
 
 
-class ControllerSockets:
-    """Binds, polls, receives and sends for the controller loop (one thread only)."""
+def make_thread_realtime(priority: int) -> bool:
+    """SCHED_RR at `priority` for the calling thread (children it forks start normal).
 
-    def __init__(self, cfg: ControllerConfig, security: ServerSecurity | None = None) -> None:
+    False, with a warning, where the OS refuses (no CAP_SYS_NICE / RLIMIT_RTPRIO).
+    """
+    if not 1 <= priority <= 99:
+        raise ValueError(f"realtime priority must be 1-99, got {priority}")
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError as exc:
+        log.warning("real-time scheduling (SCHED_RR %d) refused, running normally: %s",
+                    priority, exc)
+        return False
+    return True
+
+
+class ControllerSockets:
+    """Binds, polls, receives and sends for the controller loop (one thread only).
+
+    `realtime_priority`: give ZeroMQ's I/O threads SCHED_RR at this priority. Only pass it once
+    `make_thread_realtime` succeeded: libzmq aborts the process when the OS refuses.
+    """
+
+    def __init__(self, cfg: ControllerConfig, security: ServerSecurity | None = None,
+                 realtime_priority: int | None = None) -> None:
         if security is None:
             check_plain_allowed(
                 [cfg.control_endpoint, cfg.data_endpoint, cfg.api_endpoint],
@@ -124,6 +145,9 @@ class ControllerSockets:
             )
         self.cfg = cfg
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        if realtime_priority is not None:  # before the first socket starts the I/O threads
+            self.ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_RR)
+            self.ctx.set(zmq.THREAD_PRIORITY, realtime_priority)
         self.security = security
         self.waker = Waker()
         try:
