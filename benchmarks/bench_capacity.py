@@ -114,6 +114,7 @@ PROFILE_IDLE = False
 RIG_NICE: int | None = None
 # --gc-threshold: the controller's gc.set_threshold() (None: ControllerConfig's default)
 GC_THRESHOLDS: tuple[int, int, int] | None = None
+RIG_SEND_EVERY: int | None = None  # --rig-send-every
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
 GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
@@ -240,7 +241,8 @@ class TimedRig(SimulatedRig):
             self.hists.add("cue_sample", 1000.0 * (rig_now - cue.ref_rig_time))
 
 
-def run_worker(spec: FleetSpec, first: int, stop: int, report_s: float) -> None:
+def run_worker(spec: FleetSpec, first: int, stop: int, report_s: float,
+               send_every: int | None = None) -> None:
     """Serve rigs [first, stop) like `devices.fleet.run_worker`, with timed drivers."""
     from devices.agent import AgentConfig, AgentGroup, RigAgent
 
@@ -257,7 +259,8 @@ def run_worker(spec: FleetSpec, first: int, stop: int, report_s: float) -> None:
         agent = RigAgent(cfg, driver, ctx)
         driver.agent = agent
         agents.append(agent)
-    group = AgentGroup(agents, freeze_gc=True)
+    group = (AgentGroup(agents, freeze_gc=True) if send_every is None
+             else AgentGroup(agents, freeze_gc=True, send_every=send_every))
     signal.signal(signal.SIGTERM, lambda *_: group.stop())
     signal.signal(signal.SIGINT, lambda *_: group.stop())
     parent = os.getppid()
@@ -311,12 +314,22 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid]
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy seconds, total seconds) of all CPUs since boot, from /proc/stat."""
+def machine_busy() -> tuple[float, float, float]:
+    """(busy, total, steal) seconds of all CPUs since boot, from /proc/stat. Busy counts steal:
+    time the hypervisor gave our virtual CPUs to someone else."""
     with open("/proc/stat", encoding="ascii") as fh:
         vals = [int(x) for x in fh.readline().split()[1:]]
     idle = vals[3] + vals[4]
-    return (sum(vals) - idle) / TICK, sum(vals) / TICK
+    return (sum(vals) - idle) / TICK, sum(vals) / TICK, vals[7] / TICK
+
+
+def run_delay(tid: int) -> float:
+    """Seconds thread `tid` of this process has spent runnable but waiting for a CPU."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def thread_names() -> dict[int, str]:
@@ -356,6 +369,8 @@ class CpuSnap:
     pg: dict[int, float]
     busy: float
     total: float
+    steal: float
+    waits: dict[int, float]  # controller thread → run delay (schedstat)
 
 
 def cpu_snap(ctrl_tids: Sequence[int], rig_pids: Sequence[int], pg_root: int | None) -> CpuSnap:
@@ -364,8 +379,9 @@ def cpu_snap(ctrl_tids: Sequence[int], rig_pids: Sequence[int], pg_root: int | N
     if pg_root is not None:
         for p in [pg_root, *children_of(pg_root)]:
             pg[p] = proc_cpu(p)
-    busy, total = machine_busy()
-    return CpuSnap(time.monotonic(), threads, {p: proc_cpu(p) for p in rig_pids}, pg, busy, total)
+    busy, total, steal = machine_busy()
+    return CpuSnap(time.monotonic(), threads, {p: proc_cpu(p) for p in rig_pids}, pg, busy, total,
+                   steal, {t: run_delay(t) for t in ctrl_tids})
 
 
 def cpu_delta(a: CpuSnap, b: CpuSnap, names: dict[int, str]) -> dict[str, float]:
@@ -385,6 +401,11 @@ def cpu_delta(a: CpuSnap, b: CpuSnap, names: dict[int, str]) -> dict[str, float]
     ncpu = os.cpu_count() or 1
     out["machine"] = ncpu * (b.busy - a.busy) / max(1e-9, b.total - a.total)
     out["others"] = max(0.0, out["machine"] - out["total_ours"])
+    out["steal"] = ncpu * (b.steal - a.steal) / max(1e-9, b.total - a.total)
+    # the loop thread's wait for a CPU while runnable (fraction of the window): OS scheduling
+    for tid, w in b.waits.items():
+        if thread_stage(names.get(tid, "?")) == "ctrl_loop":
+            out["ctrl_loop_run_delay"] = (w - a.waits.get(tid, w)) / wall
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -402,6 +423,7 @@ class RunSpec:
     rig_procs: int
     chunk_s: float
     seed: int = 0
+    realtime: int | None = None  # ControllerConfig.realtime_priority
 
 
 @dataclass
@@ -534,7 +556,8 @@ def _workers(spec: FleetSpec, report_s: float, reports: _FleetReports
                 [sys.executable, str(Path(__file__).resolve()), "--worker", "--spec", payload,
                  "--first", str(share.start), "--stop", str(share.stop),
                  "--report-s", str(report_s),
-                 *([] if RIG_NICE is None else ["--rig-nice", str(RIG_NICE)])],
+                 *([] if RIG_NICE is None else ["--rig-nice", str(RIG_NICE)]),
+                 *([] if RIG_SEND_EVERY is None else ["--rig-send-every", str(RIG_SEND_EVERY)])],
                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
             procs.append(p)
             threading.Thread(target=reports.read, args=(p.pid, p.stdout), name="fleet-reader",
@@ -591,6 +614,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, observer_thread=True)
     if GC_THRESHOLDS is not None:
         cfg = dataclasses.replace(cfg, gc_thresholds=GC_THRESHOLDS)
+    if rs.realtime:
+        cfg = dataclasses.replace(cfg, realtime_priority=rs.realtime)
     ctrl = Controller(cfg, sink, observers=observers, event_sink=event_sink)
     ctrl.start()
     names = thread_names()
@@ -602,7 +627,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"bench": "capacity", "mode": rs.mode, "rigs": rs.rigs,
                            "rate_hz": rs.rate_hz, "trackers": len(rs.trackers),
                            "chunk_ms": round(1000 * rs.chunk_s, 1), "rig_procs": rs.rig_procs,
-                           "speed_probe_ms": speed_probe()}
+                           "speed_probe_ms": speed_probe(),
+                           "controller_rt": rs.realtime if ctrl.realtime else 0}
     sids: list[str] = []
     try:
         with _workers(spec, bench.args.report_s, reports) as procs:
@@ -803,12 +829,17 @@ def _verdict(r: dict[str, Any]) -> dict[str, Any]:
 # ════════════════════════════════════════════════════════════════ summary
 
 
+def _label(r: dict[str, Any]) -> str:
+    """The mode, and `+rtN` when the controller ran SCHED_RR (--controller-rt)."""
+    return str(r["mode"]) + (f"+rt{r['controller_rt']}" if r.get("controller_rt") else "")
+
+
 def summary_table(results: list[dict[str, Any]]) -> str:
     base = {r["rigs"]: r for r in results if r["mode"] == "transport"}
     head = (f"{'rigs':>4} {'mode':9} {'offered/s':>9} {'durable':>7} {'cue p50/p99':>12} "
             f"{'smpl→cue p99':>12} {'ack p50/p99':>12} {'lost':>5} {'rigs cpu':>8} "
             f"{'ctrl cpu':>8} {'(loop/kern/wr/zmq)':>20} {'pg cpu':>6} {'total':>6} "
-            f"{'×transp':>7} {'others':>6} {'probe':>6} {'pass':>4}")
+            f"{'×transp':>7} {'others':>6} {'steal':>5} {'loop wait':>9} {'probe':>6} {'pass':>4}")
     lines = [head, "-" * len(head)]
     for r in results:
         c = r["cpu_cores"]
@@ -823,13 +854,14 @@ def summary_table(results: list[dict[str, Any]]) -> str:
 
         frac = r.get("durable_over_offered")
         lines.append(
-            f"{r['rigs']:>4} {r['mode']:9} {r['offered_samples_per_s']:>9} "
+            f"{r['rigs']:>4} {_label(r):9} {r['offered_samples_per_s']:>9} "
             f"{'-' if frac is None else f'{frac:.3f}':>7} {pp(r['cue_ms']):>12} "
             f"{'-' if not r['cue_sample_ms']['n'] else r['cue_sample_ms']['p99']:>12} "
             f"{pp(r['ack_lag_ms']):>12} {r['lost']:>5} {c['rigs']:>8.2f} "
             f"{c['ctrl_process']:>8.2f} {split:>20} {c['postgres']:>6.2f} "
-            f"{c['total_ours']:>6.2f} {ratio:>7} {c['others']:>6.2f} "
-            f"{r.get('speed_probe_ms', 0.0):>6.1f} {'yes' if r['pass'] else 'NO':>4}")
+            f"{c['total_ours']:>6.2f} {ratio:>7} {c['others']:>6.2f} {c.get('steal', 0.0):>5.2f} "
+            f"{c.get('ctrl_loop_run_delay', 0.0):>9.3f} {r.get('speed_probe_ms', 0.0):>6.1f} "
+            f"{'yes' if r['pass'] else 'NO':>4}")
     return "\n".join(lines)
 
 
@@ -918,12 +950,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run the simulated rig workers at this nice increment (e.g. 10: the "
                          "load generator yields to the controller side, as rigs on their own "
                          "hardware would not compete with it)")
+    ap.add_argument("--rig-send-every", type=int, default=None, metavar="N",
+                    help="rig workers send the chunks of every N agents back to back "
+                         "(AgentGroup send_every; default devices.agent.SWEEP_SEND_EVERY)")
     ap.add_argument("--gc-threshold", default=None, metavar="G0,G1,G2",
                     help="gc.set_threshold() of the controller process, for A/B runs of "
                          "collector pauses (default: ControllerConfig.gc_thresholds)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval() of the controller process, s (default: "
                          "ControllerConfig.gil_switch_interval_s)")
+    ap.add_argument("--controller-rt", default="0", metavar="P[,P...]",
+                    help="SCHED_RR priority of the controller loop and its ZeroMQ I/O threads "
+                         "(ControllerConfig.realtime_priority); 0: normal scheduling. A list "
+                         "runs each mode once per value, alternating (A/B in the same minutes)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 10 rigs, short runs")
     ap.add_argument("--dsn", help="use this throw-away database (its telemetry is truncated)")
     ap.add_argument("--profile", metavar="DIR",
@@ -943,7 +982,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             want = args.rig_nice or 0
             if os.getpriority(os.PRIO_PROCESS, 0) != want:
                 os.setpriority(os.PRIO_PROCESS, 0, want)
-        run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s)
+        run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s,
+                   args.rig_send_every)
         return 0
     if args.quick:
         args.steps, args.duration, args.warmup = "10", 5.0, 2.0
@@ -951,11 +991,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not set(modes) <= {"transport", "db", "full"}:
         ap.error(f"unknown mode in {modes}")
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
+    realtime = [int(x) for x in args.controller_rt.split(",") if x.strip()] or [0]
     global PROFILE_IDLE, OBSERVER_THREAD
     PROFILE_IDLE = args.profile_idle
     OBSERVER_THREAD = args.observer_thread
-    global RIG_NICE
+    global RIG_NICE, RIG_SEND_EVERY
     RIG_NICE = args.rig_nice
+    RIG_SEND_EVERY = args.rig_send_every
     if args.switch_interval is not None:
         global GIL_SWITCH_S
         GIL_SWITCH_S = args.switch_interval
@@ -969,6 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         GC_THRESHOLDS = (g0, g1, g2)
     emit({**machine_info(), "switch_interval_s": GIL_SWITCH_S or "controller default", "modes": modes,
           "nice": os.getpriority(os.PRIO_PROCESS, 0), "rig_nice": args.rig_nice or 0,
+          "rig_send_every": args.rig_send_every,
           "gc_threshold": GC_THRESHOLDS or "controller default",
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)
@@ -977,9 +1020,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for n in (int(x) for x in args.steps.split(",")):
             step_failed = False
-            for mode in modes:
+            for mode, rt in [(m, p) for m in modes for p in realtime]:
                 rs = RunSpec(mode, n, args.rate, trackers, args.warmup, args.duration,
-                             args.rig_procs, args.chunk_ms / 1000.0)
+                             args.rig_procs, args.chunk_ms / 1000.0, realtime=rt or None)
                 try:
                     r = run_once(bench, rs)
                 except Exception as exc:  # a step that cannot run is a failed step, reported
@@ -990,7 +1033,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
                 emit(r)
                 results.append(r)
-                if mode == modes[-1]:
+                if mode == modes[-1] and rt == realtime[-1]:
                     if r["pass"]:
                         best = n
                     else:
