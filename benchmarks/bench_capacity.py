@@ -115,6 +115,7 @@ RIG_NICE: int | None = None
 # --gc-threshold: the controller's gc.set_threshold() (None: ControllerConfig's default)
 GC_THRESHOLDS: tuple[int, int, int] | None = None
 RIG_SEND_EVERY: int | None = None  # --rig-send-every
+INFLIGHT_CHUNKS: int | None = None  # --inflight-chunks
 # The controller's GIL switch interval (ControllerConfig; --switch-interval overrides it).
 GIL_SWITCH_S: float | None = None  # None: ControllerConfig's default
 
@@ -424,6 +425,7 @@ class RunSpec:
     chunk_s: float
     seed: int = 0
     realtime: int | None = None  # ControllerConfig.realtime_priority
+    rig_rt: int = 0  # SCHED_RR priority of the rig workers (0: normal)
 
 
 @dataclass
@@ -546,7 +548,7 @@ def _sessions_terminal(ctrl: Any, sids: Sequence[str]) -> bool:
 
 
 @contextlib.contextmanager
-def _workers(spec: FleetSpec, report_s: float, reports: _FleetReports
+def _workers(spec: FleetSpec, report_s: float, reports: _FleetReports, rig_rt: int = 0
              ) -> Iterator[list[subprocess.Popen[str]]]:
     payload = json.dumps({**asdict(spec), "trackers": list(spec.trackers)})
     procs: list[subprocess.Popen[str]] = []
@@ -557,7 +559,8 @@ def _workers(spec: FleetSpec, report_s: float, reports: _FleetReports
                  "--first", str(share.start), "--stop", str(share.stop),
                  "--report-s", str(report_s),
                  *([] if RIG_NICE is None else ["--rig-nice", str(RIG_NICE)]),
-                 *([] if RIG_SEND_EVERY is None else ["--rig-send-every", str(RIG_SEND_EVERY)])],
+                 *([] if RIG_SEND_EVERY is None else ["--rig-send-every", str(RIG_SEND_EVERY)]),
+                 *(["--rig-rt", str(rig_rt)] if rig_rt else [])],
                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
             procs.append(p)
             threading.Thread(target=reports.read, args=(p.pid, p.stdout), name="fleet-reader",
@@ -616,6 +619,8 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, gc_thresholds=GC_THRESHOLDS)
     if rs.realtime:
         cfg = dataclasses.replace(cfg, realtime_priority=rs.realtime)
+    if INFLIGHT_CHUNKS is not None:
+        cfg = dataclasses.replace(cfg, max_inflight_chunks=INFLIGHT_CHUNKS)
     ctrl = Controller(cfg, sink, observers=observers, event_sink=event_sink)
     ctrl.start()
     names = thread_names()
@@ -628,10 +633,11 @@ def run_once(bench: Bench, rs: RunSpec) -> dict[str, Any]:
                            "rate_hz": rs.rate_hz, "trackers": len(rs.trackers),
                            "chunk_ms": round(1000 * rs.chunk_s, 1), "rig_procs": rs.rig_procs,
                            "speed_probe_ms": speed_probe(),
-                           "controller_rt": rs.realtime if ctrl.realtime else 0}
+                           "controller_rt": rs.realtime if ctrl.realtime else 0,
+                           "rig_rt": rs.rig_rt}
     sids: list[str] = []
     try:
-        with _workers(spec, bench.args.report_s, reports) as procs:
+        with _workers(spec, bench.args.report_s, reports, rs.rig_rt) as procs:
             t_reg = time.monotonic()
             pending = rig_ids
             while pending and time.monotonic() - t_reg < 120:
@@ -831,12 +837,13 @@ def _verdict(r: dict[str, Any]) -> dict[str, Any]:
 
 def _label(r: dict[str, Any]) -> str:
     """The mode, and `+rtN` when the controller ran SCHED_RR (--controller-rt)."""
-    return str(r["mode"]) + (f"+rt{r['controller_rt']}" if r.get("controller_rt") else "")
+    return (str(r["mode"]) + (f"+rt{r['controller_rt']}" if r.get("controller_rt") else "")
+            + (f"/r{r['rig_rt']}" if r.get("rig_rt") else ""))
 
 
 def summary_table(results: list[dict[str, Any]]) -> str:
     base = {r["rigs"]: r for r in results if r["mode"] == "transport"}
-    head = (f"{'rigs':>4} {'mode':9} {'offered/s':>9} {'durable':>7} {'cue p50/p99':>12} "
+    head = (f"{'rigs':>4} {'mode':13} {'offered/s':>9} {'durable':>7} {'cue p50/p99':>12} "
             f"{'smpl→cue p99':>12} {'ack p50/p99':>12} {'lost':>5} {'rigs cpu':>8} "
             f"{'ctrl cpu':>8} {'(loop/kern/wr/zmq)':>20} {'pg cpu':>6} {'total':>6} "
             f"{'×transp':>7} {'others':>6} {'steal':>5} {'loop wait':>9} {'probe':>6} {'pass':>4}")
@@ -854,7 +861,7 @@ def summary_table(results: list[dict[str, Any]]) -> str:
 
         frac = r.get("durable_over_offered")
         lines.append(
-            f"{r['rigs']:>4} {_label(r):9} {r['offered_samples_per_s']:>9} "
+            f"{r['rigs']:>4} {_label(r):13} {r['offered_samples_per_s']:>9} "
             f"{'-' if frac is None else f'{frac:.3f}':>7} {pp(r['cue_ms']):>12} "
             f"{'-' if not r['cue_sample_ms']['n'] else r['cue_sample_ms']['p99']:>12} "
             f"{pp(r['ack_lag_ms']):>12} {r['lost']:>5} {c['rigs']:>8.2f} "
@@ -950,6 +957,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run the simulated rig workers at this nice increment (e.g. 10: the "
                          "load generator yields to the controller side, as rigs on their own "
                          "hardware would not compete with it)")
+    ap.add_argument("--rig-rt", default="0", metavar="P[,P...]",
+                    help="SCHED_RR priority of the rig workers (0: normal), one per "
+                         "--controller-rt value (or one for all): rigs stand in for their own "
+                         "hardware, which this machine's database would never delay")
+    ap.add_argument("--inflight-chunks", type=int, default=None, metavar="N",
+                    help="the credit window the controller grants (ControllerConfig."
+                         "max_inflight_chunks)")
     ap.add_argument("--rig-send-every", type=int, default=None, metavar="N",
                     help="rig workers send the chunks of every N agents back to back "
                          "(AgentGroup send_every; default devices.agent.SWEEP_SEND_EVERY)")
@@ -982,6 +996,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             want = args.rig_nice or 0
             if os.getpriority(os.PRIO_PROCESS, 0) != want:
                 os.setpriority(os.PRIO_PROCESS, 0, want)
+        prio = int(args.rig_rt)
+        if prio:  # the main thread now, ZeroMQ's I/O thread when the context starts
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+            ctx = zmq.Context.instance()
+            ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_RR)
+            ctx.set(zmq.THREAD_PRIORITY, prio)
         run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s,
                    args.rig_send_every)
         return 0
@@ -992,12 +1012,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown mode in {modes}")
     trackers = LOAD_TEST_TRACKERS if args.trackers == 6 else DEFAULT_TRACKERS
     realtime = [int(x) for x in args.controller_rt.split(",") if x.strip()] or [0]
+    rig_rt = [int(x) for x in args.rig_rt.split(",") if x.strip()] or [0]
+    if len(rig_rt) == 1:
+        rig_rt *= len(realtime)
+    if len(rig_rt) != len(realtime):
+        ap.error("--rig-rt needs one value, or one per --controller-rt value")
     global PROFILE_IDLE, OBSERVER_THREAD
     PROFILE_IDLE = args.profile_idle
     OBSERVER_THREAD = args.observer_thread
     global RIG_NICE, RIG_SEND_EVERY
     RIG_NICE = args.rig_nice
     RIG_SEND_EVERY = args.rig_send_every
+    global INFLIGHT_CHUNKS
+    INFLIGHT_CHUNKS = args.inflight_chunks
     if args.switch_interval is not None:
         global GIL_SWITCH_S
         GIL_SWITCH_S = args.switch_interval
@@ -1011,7 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         GC_THRESHOLDS = (g0, g1, g2)
     emit({**machine_info(), "switch_interval_s": GIL_SWITCH_S or "controller default", "modes": modes,
           "nice": os.getpriority(os.PRIO_PROCESS, 0), "rig_nice": args.rig_nice or 0,
-          "rig_send_every": args.rig_send_every,
+          "rig_send_every": args.rig_send_every, "inflight_chunks": args.inflight_chunks,
           "gc_threshold": GC_THRESHOLDS or "controller default",
           "steps": args.steps, "duration_s": args.duration, "warmup_s": args.warmup})
     bench = Bench(args)
@@ -1020,9 +1047,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for n in (int(x) for x in args.steps.split(",")):
             step_failed = False
-            for mode, rt in [(m, p) for m in modes for p in realtime]:
+            for mode, rt, rrt in [(m, p, q) for m in modes for p, q in zip(realtime, rig_rt, strict=True)]:
                 rs = RunSpec(mode, n, args.rate, trackers, args.warmup, args.duration,
-                             args.rig_procs, args.chunk_ms / 1000.0, realtime=rt or None)
+                             args.rig_procs, args.chunk_ms / 1000.0, realtime=rt or None,
+                             rig_rt=rrt)
                 try:
                     r = run_once(bench, rs)
                 except Exception as exc:  # a step that cannot run is a failed step, reported
