@@ -993,9 +993,10 @@ def decode_plain_chunk(header: ChunkHeader, frame1: bytes, layout: ChannelLayout
     n_pose = n * t * POSE_WIDTH
     if len(frame1) != 4 * (n_pose + n * a):
         return None
-    flat = np.frombuffer(frame1, dtype=_F32)
-    return SampleChunk(header, flat[:n_pose].reshape(n, t, POSE_WIDTH),
-                       flat[n_pose:].reshape(n, a), _all_valid(n, t))
+    # two read-only views straight onto the frame (one call each; frombuffer + slice +
+    # reshape made five numpy objects: ~1 µs more per chunk)
+    return SampleChunk(header, np.ndarray((n, t, POSE_WIDTH), _F32, frame1),
+                       np.ndarray((n, a), _F32, frame1, 4 * n_pose), _all_valid(n, t))
 
 
 def all_finite(sample_frames: Sequence[bytes]) -> bool:
