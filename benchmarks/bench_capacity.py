@@ -324,10 +324,11 @@ def machine_busy() -> tuple[float, float, float]:
     return (sum(vals) - idle) / TICK, sum(vals) / TICK, vals[7] / TICK
 
 
-def run_delay(tid: int) -> float:
-    """Seconds thread `tid` of this process has spent runnable but waiting for a CPU."""
+def run_delay(tid: int, path: str = "/proc/self/task/{}/schedstat") -> float:
+    """Seconds thread `tid` of this process (or, with `path`, another task) has spent runnable
+    but waiting for a CPU."""
     try:
-        with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as fh:
+        with open(path.format(tid), encoding="ascii") as fh:
             return int(fh.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return 0.0
@@ -372,6 +373,7 @@ class CpuSnap:
     total: float
     steal: float
     waits: dict[int, float]  # controller thread → run delay (schedstat)
+    pg_waits: dict[int, float]  # postgres process → run delay
 
 
 def cpu_snap(ctrl_tids: Sequence[int], rig_pids: Sequence[int], pg_root: int | None) -> CpuSnap:
@@ -382,7 +384,8 @@ def cpu_snap(ctrl_tids: Sequence[int], rig_pids: Sequence[int], pg_root: int | N
             pg[p] = proc_cpu(p)
     busy, total, steal = machine_busy()
     return CpuSnap(time.monotonic(), threads, {p: proc_cpu(p) for p in rig_pids}, pg, busy, total,
-                   steal, {t: run_delay(t) for t in ctrl_tids})
+                   steal, {t: run_delay(t) for t in ctrl_tids},
+                   {p: run_delay(p, "/proc/{}/schedstat") for p in pg})
 
 
 def cpu_delta(a: CpuSnap, b: CpuSnap, names: dict[int, str]) -> dict[str, float]:
@@ -404,9 +407,12 @@ def cpu_delta(a: CpuSnap, b: CpuSnap, names: dict[int, str]) -> dict[str, float]
     out["others"] = max(0.0, out["machine"] - out["total_ours"])
     out["steal"] = ncpu * (b.steal - a.steal) / max(1e-9, b.total - a.total)
     # the loop thread's wait for a CPU while runnable (fraction of the window): OS scheduling
+    # and every other stage's (summed over its threads/processes: cores' worth of waiting)
     for tid, w in b.waits.items():
-        if thread_stage(names.get(tid, "?")) == "ctrl_loop":
-            out["ctrl_loop_run_delay"] = (w - a.waits.get(tid, w)) / wall
+        st = thread_stage(names.get(tid, "?"))
+        key = "ctrl_loop_run_delay" if st == "ctrl_loop" else f"run_delay_{st}"
+        out[key] = out.get(key, 0.0) + (w - a.waits.get(tid, w)) / wall
+    out["run_delay_postgres"] = sum(w - a.pg_waits.get(p, w) for p, w in b.pg_waits.items()) / wall
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -999,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prio = int(args.rig_rt)
         if prio:  # the main thread now, ZeroMQ's I/O thread when the context starts
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-            ctx = zmq.Context.instance()
+            ctx: zmq.Context[Any] = zmq.Context.instance()
             ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_RR)
             ctx.set(zmq.THREAD_PRIORITY, prio)
         run_worker(spec_from_json(args.spec), args.first, args.stop, args.report_s,
