@@ -59,12 +59,14 @@ class RigRecord:
             self._rate.popleft()
 
     def rate(self, now: float) -> float:
-        """Samples per second over the last `RATE_WINDOW_S`."""
-        while self._rate and now - self._rate[0][0] > RATE_WINDOW_S:
-            self._rate.popleft()
-        if not self._rate:
-            return 0.0
-        return sum(c for _, c in self._rate) / RATE_WINDOW_S
+        """Samples per second over the last `RATE_WINDOW_S`.
+
+        Read-only, so any thread may call it (the demo's live view and the operations metrics
+        do) while the loop appends: `tuple()` copies the deque in one C call under the GIL,
+        where iterating it in Python could meet a concurrent append ("deque mutated during
+        iteration") and popping here could race the loop's own expiry."""
+        since = now - RATE_WINDOW_S
+        return sum(c for t, c in tuple(self._rate) if t >= since) / RATE_WINDOW_S
 
     def note_trackers(self, now: float, valid: list[bool]) -> None:
         """Record a heartbeat's per-tracker validity (monotonic `now`)."""

@@ -260,3 +260,61 @@ def test_status_percentiles_are_the_sorted_order_statistics() -> None:
         assert got["p50"] == round(1000 * s[n // 2], 3)
         assert got["p99"] == round(1000 * s[i99], 3)
         assert (got_c["p50"], got_c["p99"], got_c["max"]) == (c[n // 2], c[i99], c[-1])
+
+
+def test_rig_rate_is_safe_to_read_while_the_loop_counts() -> None:
+    """The demo's live view and the operations metrics read a rig's rate from their own
+    threads while the loop appends to it (this raised "deque mutated during iteration")."""
+    import sys
+
+    from controller_testkit import ANALOG, TRACKERS
+
+    from lab_controller.controller.registry import RATE_WINDOW_S, RigRecord
+
+    hello = P.Hello(rig_id="rig-r", analog=ANALOG, rate_hz=120.0, layout_id=LAYOUT.layout_id,
+                    rig_time=0.0,
+                    trackers=[P.TrackerSpec(name=n, role=P.TrackerRole(r)) for n, r in TRACKERS])
+    rec = RigRecord("rig-r", 1, b"id", hello, LAYOUT, time.time(), time.monotonic())
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    latest = [0.0]
+
+    def loop() -> None:
+        t = 0.0
+        try:
+            while not stop.is_set():
+                t += 0.001
+                rec.note_samples(t, 3)
+                latest[0] = t
+        except Exception as exc:  # pragma: no cover - the bug this test guards
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    writer = threading.Thread(target=loop)
+    writer.start()
+    try:
+        while latest[0] < 1.0 and writer.is_alive():  # a full window of entries first
+            time.sleep(0.001)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            try:
+                rate = rec.rate(latest[0] + 0.01)
+            except RuntimeError as exc:  # pragma: no cover - the bug this test guards
+                errors.append(exc)
+                break
+            assert rate >= 0.0
+            if errors:
+                break
+    finally:
+        stop.set()
+        writer.join()
+        sys.setswitchinterval(old)
+    assert not errors
+    # and the figure itself: the samples of the last RATE_WINDOW_S, per second
+    fresh = RigRecord("rig-s", 2, b"id2", hello, LAYOUT, time.time(), 0.0)
+    for k in range(10):
+        fresh.note_samples(100.0 + 0.1 * k, 6)  # 100.0 … 100.9
+    assert fresh.rate(100.9) == pytest.approx(60 / RATE_WINDOW_S)
+    assert fresh.rate(100.9 + RATE_WINDOW_S) == pytest.approx(6 / RATE_WINDOW_S)  # only 100.9
+    assert fresh.rate(200.0) == 0.0
