@@ -246,7 +246,10 @@ def run_worker(spec: FleetSpec, first: int, stop: int, report_s: float,
                send_every: int | None = None) -> None:
     """Serve rigs [first, stop) like `devices.fleet.run_worker`, with timed drivers."""
     from devices.agent import AgentConfig, AgentGroup, RigAgent
+    from devices.sim.rig import warmup
+    from lab_controller.exercises import scene_for
 
+    warmup([scene_for(EXERCISE)], spec.trackers)  # compiled before the rigs register
     hists = _Hists()
     ctx: zmq.Context[Any] = zmq.Context.instance()
     ids, skills = spec.rig_ids(), spec.skills()

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.sim.rig import SimulatedRig
+from devices.sim.rig import SimulatedRig, warmup
 from devices.sim.skill import assign_skills, parse_skill_mix
 from devices.sim.trainee import DEFAULT_TRACKERS
 
@@ -53,6 +53,9 @@ class FleetSpec:
     data_endpoint: str | None = None
     site_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Scenes the rigs will be started with: each worker compiles the simulation kernels for
+    # them before its rigs register (`devices.sim.rig.warmup`), not in the first session.
+    warmup_scenes: list[dict[str, Any]] = field(default_factory=list)
 
     def rig_ids(self) -> list[str]:
         return [f"{self.rig_prefix}-{i:03d}" for i in range(self.count)]
@@ -94,6 +97,9 @@ def run_worker(spec: FleetSpec, indices: Sequence[int], stats_every: float = 0.0
     """Serve the given rigs in this process until SIGTERM/SIGINT (or ``stop`` is set)."""
     from devices.agent import AgentGroup
 
+    if spec.warmup_scenes:
+        took = warmup(spec.warmup_scenes, spec.trackers)
+        log.info("simulation kernels ready in %.1f s", took)
     agents = build_agents(spec, indices)
     group = AgentGroup(agents, freeze_gc=True)
     if stop is not None:

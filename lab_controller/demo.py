@@ -189,7 +189,8 @@ class DemoRun:
         spec = FleetSpec(controller=cfg.control_endpoint, count=opts.rigs,
                          skill_mix=opts.skill_mix, seed=opts.seed, rig_prefix="sim",
                          processes=max(1, min(opts.rig_processes, opts.rigs)),
-                         data_endpoint=cfg.data_endpoint, site_id=opts.site_id)
+                         data_endpoint=cfg.data_endpoint, site_id=opts.site_id,
+                         warmup_scenes=[scene_for(opts.exercise)])
         fleet = Fleet(spec, stats_every=0.5)
         report = DemoReport(exercise=opts.exercise, rigs=opts.rigs, started=0, not_started=[],
                             start_spread_s=0.0)

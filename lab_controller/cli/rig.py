@@ -70,6 +70,7 @@ def sim_command(ctx: click.Context, count: int, skill_mix: str, endpoint: str | 
 
     from devices.fleet import Fleet, FleetSpec
     from devices.sim.skill import parse_skill_mix
+    from lab_controller.exercises import exercise_ids, scene_for
 
     try:
         parse_skill_mix(skill_mix)
@@ -78,7 +79,9 @@ def sim_command(ctx: click.Context, count: int, skill_mix: str, endpoint: str | 
     spec = FleetSpec(controller=_controller(ctx, endpoint), count=count, skill_mix=skill_mix,
                      trackers=_trackers(trackers), rate_hz=float(rate), seed=seed,
                      rig_prefix=prefix,
-                     processes=processes or min(count, os.cpu_count() or 1))
+                     processes=processes or min(count, os.cpu_count() or 1),
+                     # any exercise may be launched on these rigs: ready for each of them
+                     warmup_scenes=[scene_for(e) for e in exercise_ids()])
     skills = spec.skills()
     summary = {s: skills.count(s) for s in sorted(set(skills))}
     click.echo(f"starting {count} simulated rigs ({summary}) in {len(spec.shares())} "

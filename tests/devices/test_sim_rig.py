@@ -227,3 +227,31 @@ def test_agent_chunks_are_encode_chunk_bytes() -> None:
             rig_handle=agent.rig_handle, layout=agent.layout, session_id=key, first_seq=first,
             rig_time_first=block.rig_time_first, period=block.period, poses=block.poses,
             analog=block.analog, valid=block.valid)
+
+
+def test_warmup_compiles_the_kernels_before_any_session() -> None:
+    """A rig process compiles the simulation kernels before its rigs register
+    (`FleetSpec.warmup_scenes`), not in its first session, where a cold cache stalled every
+    rig of the process for ~11 s and the controller declared them dead. Run in a fresh
+    interpreter: this one has compiled them already."""
+    import subprocess
+    import sys
+
+    code = (
+        "from devices.sim import kernels as K\n"
+        "from devices.sim.rig import warmup\n"
+        "from lab_controller.exercises import exercise_ids, scene_for\n"
+        "assert not K.motion.signatures and not K.renewal.signatures\n"
+        "took = warmup([scene_for(e) for e in exercise_ids()])\n"
+        "assert took > 0 and K.motion.signatures and K.renewal.signatures\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_warmup_refuses_a_scene_it_cannot_run() -> None:
+    from devices.sim.rig import warmup
+
+    with pytest.raises((KeyError, ValueError)):
+        warmup([{"exercise_id": "broken", "kind": "weld_fillet"}])
