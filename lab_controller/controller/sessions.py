@@ -157,7 +157,9 @@ class SessionTable:
         active = self._active.get(rig_id)
         if not active:
             return None
-        return next(reversed(active.values()))
+        # one C call with a default: `rig_row` reads this from other threads (the demo's live
+        # view, operations metrics), and the loop may empty the dict after the check above
+        return next(reversed(active.values()), None)
 
     def active(self) -> list[Session]:
         """Every non-terminal session."""
