@@ -64,7 +64,7 @@ def test_refused_realtime_runs_normally(harness: Harness, monkeypatch: pytest.Mo
     def refuse(*_: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(T.os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
     ctrl = harness.start_with(ControllerConfig(**FAST, realtime_priority=10))
     assert not ctrl.realtime
     assert "refused" in caplog.text
@@ -80,3 +80,29 @@ def test_priority_out_of_range_is_an_error() -> None:
     for bad in (0, 100):
         with pytest.raises(ValueError, match="1-99"):
             T.make_thread_realtime(bad)
+
+
+@pytest.mark.skipif(not _can_realtime(), reason="SCHED_RR needs CAP_SYS_NICE (root) here")
+def test_labctl_controller_run_takes_the_priority(tmp_path: Path) -> None:
+    """`labctl controller run --realtime-priority N` reaches the loop (its own process)."""
+    from controller_testkit import free_port, spawn_controller, terminate
+
+    from lab_controller.controller import ApiClient
+
+    ports = (free_port(), free_port(), free_port())
+    ctl = spawn_controller(ports, tmp_path / "spool", "--realtime-priority", "7")
+    try:
+        with ApiClient(f"tcp://127.0.0.1:{ports[2]}", timeout_s=5) as api:
+            assert api.request(P.ApiRigs()).data["controller"]["realtime"] is True
+        rr: dict[str, list[int]] = {}
+        for t in Path(f"/proc/{ctl.pid}/task").iterdir():
+            if os.sched_getscheduler(int(t.name)) & ~os.SCHED_RESET_ON_FORK == os.SCHED_RR:
+                rr.setdefault((t / "comm").read_text().strip(), []).append(
+                    os.sched_getparam(int(t.name)).sched_priority)
+        # the loop (a Python thread) and ZeroMQ's background threads, each at 7; the main
+        # thread and the rest of the process stay normal
+        assert rr.pop("ZMQbg/IO/0") == [7] and rr.pop("ZMQbg/Reaper") == [7]
+        assert rr == {"python": [7]}
+        assert os.sched_getscheduler(ctl.pid) == os.SCHED_OTHER
+    finally:
+        terminate(ctl)
