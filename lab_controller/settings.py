@@ -69,7 +69,7 @@ class ControllerSettings(BaseModel):
     curve_allowed_keys_dir: Path | None = None
     realtime_priority: int | None = Field(
         default=None, ge=1, le=99,
-        description="SCHED_RR priority of the controller loop and its ZeroMQ I/O threads "
+        description="SCHED_RR priority of the controller loop and its ZeroMQ threads "
                     "(needs root or CAP_SYS_NICE; refused: runs normally, with a warning)",
     )
 

@@ -134,7 +134,7 @@ def controller_group() -> None:
 @click.option("--scoring-bind", default="tcp://127.0.0.1:5570", show_default=True,
               help="Endpoint of the scoring pool (with --scoring-workers or remote workers).")
 @click.option("--realtime-priority", type=click.IntRange(1, 99), default=None,
-              help="Run the loop and its ZeroMQ I/O threads SCHED_RR at this priority, so the "
+              help="Run the loop and its ZeroMQ threads SCHED_RR at this priority, so the "
               "rigs, the database and other work on the machine cannot delay a chunk for a "
               "scheduler slice (needs root or CAP_SYS_NICE; refused: runs normally).")
 @click.option("--sink", "sink_spec", help="module:factory(settings) returning a DurableSink "

@@ -88,7 +88,8 @@ class ControllerConfig:
     # 10 000, 50, 100 the same runs had 0-1 collections per 15 s (bench_capacity
     # --gc-threshold, A/B at 150 rigs, docs/benchmarks.md); cyclic garbage waits longer.
     gc_thresholds: tuple[int, int, int] | None = DEFAULT_GC_THRESHOLDS
-    # SCHED_RR priority (1-99) for the loop thread and ZeroMQ's I/O threads; None: normal
+    # SCHED_RR priority (1-99) for the loop thread and ZeroMQ's background threads (I/O,
+    # reaper); None: normal
     # scheduling. On a machine shared with other busy processes (the simulated rigs, the
     # database) a runnable loop can wait a scheduler slice (several ms) for a core; a real-time
     # thread preempts them when a chunk arrives. Needs CAP_SYS_NICE (root or RLIMIT_RTPRIO):

@@ -132,7 +132,8 @@ def make_thread_realtime(priority: int) -> bool:
 class ControllerSockets:
     """Binds, polls, receives and sends for the controller loop (one thread only).
 
-    `realtime_priority`: give ZeroMQ's I/O threads SCHED_RR at this priority. Only pass it once
+    `realtime_priority`: give ZeroMQ's background threads (I/O, reaper) SCHED_RR at this
+    priority. Only pass it once
     `make_thread_realtime` succeeded: libzmq aborts the process when the OS refuses.
     """
 
